@@ -1,0 +1,194 @@
+"""Event schema v1 (CONTRACT section 1): typed models, strict validation, envelopes.
+
+Pure: no I/O. Everything that accepts events from the outside world (worker, gateway, `aiyield send`) goes through
+`parse_message` / `validate`, so there is one definition of "valid" and one wording of each rejection reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal, Union
+
+import msgspec
+
+#: Events further in the future than this are rejected (clock skew allowance).
+MAX_FUTURE_SECONDS = 300.0
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Sha = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{7,64}$")]
+Timestamp = Union[dt.datetime, float]
+
+
+class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
+    # Unknown fields are ignored rather than rejected: producers may be newer than the worker (schema evolution
+    # adds optional fields), and a forward-compatible reader loses nothing it understands.
+    id: EventId
+    ts: Timestamp
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ts, dt.datetime):
+            if self.ts.tzinfo is None:
+                raise ValueError("ts must carry a UTC offset (RFC 3339), e.g. 2026-01-01T12:00:00Z")
+            self.ts = self.ts.timestamp()
+        elif self.ts < 0:
+            raise ValueError("ts must be >= 0 epoch seconds")
+
+
+class TokenEvent(BaseEvent, tag="token"):
+    team: Name
+    tool: Name
+    model: Name
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    developer: Name | None = None
+    task_id: Name | None = None
+    repo: Name | None = None
+
+
+class TaskEvent(BaseEvent, tag="task"):
+    task_id: Name
+    team: Name
+    tool: Name
+    status: Literal["started", "completed", "abandoned"]
+    developer: Name | None = None
+    repo: Name | None = None
+    commits: list[Sha] = []
+    ai_lines: Count | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.commits and self.repo is None:
+            raise ValueError("repo is required when commits is non-empty")
+        self.commits = [c.lower() for c in self.commits]
+
+
+class PushEvent(BaseEvent, tag="push"):
+    repo: Name
+    branch: Name
+    commits: list[Sha]
+    head: Sha | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.commits = [c.lower() for c in self.commits]
+        self.head = self.head.lower() if self.head else (self.commits[-1] if self.commits else None)
+
+
+class DeploymentEvent(BaseEvent, tag="deployment"):
+    deploy_id: Name
+    repo: Name
+    environment: Name
+    status: Literal["succeeded", "failed", "rolled_back"]
+    commits: list[Sha] = []
+    head: Sha | None = None
+    rollback_of: Name | None = None
+    team: Name | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.status == "succeeded" and not self.commits and self.head is None:
+            raise ValueError("a succeeded deployment must carry commits or head")
+        self.commits = [c.lower() for c in self.commits]
+        self.head = self.head.lower() if self.head else None
+
+
+Event = Union[TokenEvent, TaskEvent, PushEvent, DeploymentEvent]
+EVENT_TYPES = ("token", "task", "push", "deployment")
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class InvalidEvent(ValueError):
+    """One event that failed validation; `reason` is the single human-readable cause."""
+
+    def __init__(self, reason: str, raw: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+    @property
+    def type(self) -> str:
+        """The event's declared type when it is one we know, else `unknown` (a bounded metric label)."""
+        t = self.raw.get("type") if isinstance(self.raw, dict) else None
+        return t if t in EVENT_TYPES else "unknown"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    index: int
+    error: InvalidEvent
+
+
+def validate(obj: Any, now: float, pseudonymise: Callable[[str], str] | None = None) -> Event:
+    """Turn one decoded JSON object into a typed event or raise `InvalidEvent` with one clear reason.
+
+    `now` is injected (never read from the clock here) so the future-`ts` rule is testable.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(obj).__name__}", obj)
+    if "type" not in obj:
+        raise InvalidEvent("missing required field `type`", obj)
+    if obj["type"] not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {obj['type']!r}; expected one of {', '.join(EVENT_TYPES)}", obj)
+    try:
+        event: Event = msgspec.convert(obj, Event)  # type: ignore[arg-type]
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(str(exc), obj) from None
+    if event.ts > now + MAX_FUTURE_SECONDS:
+        raise InvalidEvent(f"ts is {event.ts - now:.0f}s in the future (limit {MAX_FUTURE_SECONDS:.0f}s)", obj)
+    if pseudonymise is not None and getattr(event, "developer", None) is not None:
+        event.developer = pseudonymise(event.developer)  # type: ignore[union-attr]
+    return event
+
+
+def unpack(payload: Any) -> list[Any]:
+    """The items of one message value: a single event object or a batch envelope `{"events": [...]}`."""
+    if isinstance(payload, dict) and "events" in payload and "type" not in payload:
+        items = payload["events"]
+        if not isinstance(items, list):
+            raise InvalidEvent("`events` must be a list", payload)
+        return items
+    return [payload]
+
+
+def decode(raw: bytes | str) -> Any:
+    """Decode JSON bytes, turning any syntax error into `InvalidEvent`."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}", None) from None
+
+
+def parse_items(
+    items: list[Any], now: float, pseudonymise: Callable[[str], str] | None = None
+) -> tuple[list[Event], list[Rejected]]:
+    """Validate every item independently: one bad item never takes its neighbours down with it."""
+    good: list[Event] = []
+    bad: list[Rejected] = []
+    for i, item in enumerate(items):
+        try:
+            good.append(validate(item, now, pseudonymise))
+        except InvalidEvent as exc:
+            bad.append(Rejected(i, exc))
+    return good, bad
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The canonical JSON form of a validated event (ts as epoch seconds, type tag included)."""
+    return msgspec.to_builtins(event)
+
+
+def envelope(events: list[Any]) -> bytes:
+    """One Kafka message value carrying many events: faust pays per message, so producers batch (~100 per message)."""
+    return _encoder.encode({"events": [e if isinstance(e, dict) else to_dict(e) for e in events]})
