@@ -28,6 +28,10 @@ class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=Tr
     id: EventId
     ts: Timestamp
 
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
     def __post_init__(self) -> None:
         if isinstance(self.ts, dt.datetime):
             if self.ts.tzinfo is None:
@@ -129,8 +133,19 @@ class Rejected:
 def validate(obj: Any, now: float, pseudonymise: Callable[[str], str] | None = None) -> Event:
     """Turn one decoded JSON object into a typed event or raise `InvalidEvent` with one clear reason.
 
-    `now` is injected (never read from the clock here) so the future-`ts` rule is testable.
+    `now` is injected (never read from the clock here) so the future-`ts` rule is testable. With `pseudonymise`,
+    the developer id is replaced in the event and also in a rejected item's raw copy (it goes to the dead-letter
+    topic, and raw ids are never stored).
     """
+    try:
+        return _validate(obj, now, pseudonymise)
+    except InvalidEvent as exc:
+        if pseudonymise is not None and isinstance(exc.raw, dict) and isinstance(exc.raw.get("developer"), str):
+            exc.raw = {**exc.raw, "developer": pseudonymise(exc.raw["developer"])}
+        raise
+
+
+def _validate(obj: Any, now: float, pseudonymise: Callable[[str], str] | None) -> Event:
     if not isinstance(obj, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {type(obj).__name__}", obj)
     if "type" not in obj:
@@ -158,6 +173,20 @@ def unpack(payload: Any) -> list[Any]:
     return [payload]
 
 
+def decode_lines(body: bytes | str) -> list[Any]:
+    """NDJSON: one item per non-blank line; a line that is not JSON becomes an `InvalidEvent` item in its place."""
+    lines = body.splitlines()
+    items: list[Any] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            items.append(decode(line))
+        except InvalidEvent as exc:
+            items.append(exc)
+    return items
+
+
 def decode(raw: bytes | str) -> Any:
     """Decode JSON bytes, turning any syntax error into `InvalidEvent`."""
     try:
@@ -169,10 +198,16 @@ def decode(raw: bytes | str) -> Any:
 def parse_items(
     items: list[Any], now: float, pseudonymise: Callable[[str], str] | None = None
 ) -> tuple[list[Event], list[Rejected]]:
-    """Validate every item independently: one bad item never takes its neighbours down with it."""
+    """Validate every item independently: one bad item never takes its neighbours down with it.
+
+    An item may already be an `InvalidEvent` (an NDJSON line that was not JSON): it is rejected at its index.
+    """
     good: list[Event] = []
     bad: list[Rejected] = []
     for i, item in enumerate(items):
+        if isinstance(item, InvalidEvent):
+            bad.append(Rejected(i, item))
+            continue
         try:
             good.append(validate(item, now, pseudonymise))
         except InvalidEvent as exc:

@@ -1,0 +1,3 @@
+from aiyield.cli import main
+
+main()

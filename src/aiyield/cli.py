@@ -1,0 +1,364 @@
+"""Command line (CONTRACT section 5): `aiyield up | worker | gateway | exporter | send | simulate | report | hook`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aiyield.settings import Settings, SettingsError
+
+app = typer.Typer(help="aiyield: what your AI coding tools actually ship.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+out = Console()
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings.from_env().with_overrides(**overrides)
+    except SettingsError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _require(settings: Settings, kafka: bool = True, redis: bool = True) -> Settings:
+    resolved = settings.resolve_services()
+    missing = [n for n, want, v in (("AIYIELD_KAFKA", kafka, resolved.kafka), ("AIYIELD_REDIS", redis, resolved.redis)) if want and not v]
+    if missing:
+        console.print(
+            f"[red]{' and '.join(missing)} not set[/] and no `aiyield up` is running: set them, "
+            "or start `aiyield up` in another terminal."
+        )
+        raise typer.Exit(2)
+    return resolved
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM behaves like Ctrl-C, so `finally` blocks stop children and clean up."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+@app.command()
+def worker(log_level: str = typer.Option("warning", help="Log level.")) -> None:
+    """Run one stream-processing worker (scale out by starting more; they split the partitions)."""
+    from aiyield.worker import run_worker
+
+    _logging(log_level)
+    run_worker(_require(_settings()), loglevel=log_level)
+
+
+@app.command()
+def gateway(
+    gateway_port: Optional[int] = typer.Option(None, help="Port to listen on (default 8787)."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Serve the HTTP ingest gateway: events, GitHub/GitLab/Argo CD webhooks, OTLP metrics and logs."""
+    from aiyield.gateway.server import run_gateway
+
+    _logging(log_level)
+    run_gateway(_require(_settings(gateway_port=gateway_port)))
+
+
+@app.command()
+def exporter(
+    metrics_port: Optional[int] = typer.Option(None, help="Port for /metrics (default 9464)."),
+    log_level: str = typer.Option("warning"),
+) -> None:
+    """Serve the Prometheus metrics, read from Redis at every scrape."""
+    from aiyield.exporter import serve
+
+    _logging(log_level)
+    settings = _require(_settings(metrics_port=metrics_port), kafka=False)
+    serve(settings.redis, settings.metrics_port)
+    console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
+    _terminate_on_sigterm()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def send(
+    file: str = typer.Argument("-", help="NDJSON file of events, or - for standard input."),
+) -> None:
+    """Validate NDJSON events and send the valid ones to Kafka; exit 1 if any line was rejected."""
+    from aiyield.core.events import decode_lines, parse_items, to_dict
+    from aiyield.core.pseudonym import Pseudonymiser
+    from aiyield.kafka import Publisher, dlq_record, ensure_topics
+
+    settings = _require(_settings(), redis=False)
+    stream = sys.stdin.buffer if file == "-" else open(file, "rb")
+    with stream:
+        body = stream.read()
+    # Report line numbers: map each item back to its non-blank line.
+    lines = [n for n, line in enumerate(body.splitlines(), 1) if line.strip()]
+    good, bad = parse_items(decode_lines(body), time.time(), Pseudonymiser(settings.pseudonym_key.encode()))
+    rejected = [(lines[r.index], r.error) for r in bad]
+    ensure_topics(settings.kafka, settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka)
+    try:
+        publisher.publish_events(settings.events_topic, [to_dict(e) for e in good])
+        if rejected:
+            publisher.publish(settings.dlq_topic, [dlq_record(err, "send") for _n, err in rejected])
+    finally:
+        publisher.close()
+    table = Table(title=f"aiyield send {file}")
+    table.add_column("accepted", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_row(str(len(good)), str(len(rejected)))
+    out.print(table)
+    for number, err in rejected:
+        out.print(f"line {number}: {err.reason}")
+    if rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    rate: float = typer.Option(200.0, help="Events per second."),
+    duration: Optional[float] = typer.Option(None, help="Seconds to run (default: until Ctrl-C)."),
+    seed: int = typer.Option(7, help="Random seed of the synthetic organisation."),
+) -> None:
+    """Feed a synthetic organisation's events to Kafka (teams, tools, deployments, one team that ships nothing)."""
+    from aiyield.kafka import Publisher, ensure_topics
+
+    settings = _require(_settings(), redis=False)
+    ensure_topics(settings.kafka, settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka)
+    _terminate_on_sigterm()
+    try:
+        _simulate(publisher, settings, rate, duration, seed, show_metrics=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+
+
+def _simulate(publisher, settings: Settings, rate: float, duration: float | None, seed: int, show_metrics: bool) -> None:
+    """Produce at `rate` in real time, with a live line of progress (and the headline metrics under `up`)."""
+    from rich.live import Live
+
+    from aiyield.core.events import to_dict, parse_items
+    from aiyield.core.pseudonym import Pseudonymiser
+    from aiyield.core.simulate import Organisation
+
+    org = Organisation(seed)
+    pseudonymise = Pseudonymiser(settings.pseudonym_key.encode())
+    sent = 0
+    started = time.monotonic()
+    reader = _snapshot_reader(settings) if show_metrics else None
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        tick = 0
+        while duration is None or time.monotonic() - started < duration:
+            tick += 1
+            target = started + tick * 0.5
+            batch = org.tick(time.time(), max(1, round(rate * 0.5)))
+            good, _bad = parse_items(batch, time.time(), pseudonymise)
+            publisher.publish_events(settings.events_topic, [to_dict(e) for e in good])
+            sent += len(good)
+            live.update(_progress(sent, time.monotonic() - started, reader))
+            time.sleep(max(0.0, target - time.monotonic()))
+
+
+def _snapshot_reader(settings: Settings):
+    import redis
+
+    from aiyield.readout import read_snapshot
+
+    client = redis.Redis.from_url(settings.redis, socket_timeout=2)
+    return lambda: read_snapshot(client, time.time())
+
+
+def _progress(sent: int, elapsed: float, reader) -> Table:
+    table = Table(box=None, show_header=True)
+    table.add_column("sent", justify="right")
+    table.add_column("events/s", justify="right")
+    row = [f"{sent:,}", f"{sent / max(elapsed, 1e-9):,.0f}"]
+    if reader is not None:
+        for name in ("accepted", "spend 1h", "normalized deployments 1h"):
+            table.add_column(name, justify="right")
+        try:
+            snap = reader()
+            accepted = sum(n for (_t, o), n in snap.events_total.items() if o == "accepted")
+            rows = snap.team_summary("1h")
+            row += [f"{accepted:,}", f"${sum(r['spend_usd'] for r in rows):,.2f}",
+                    f"{sum(r['normalized_deployments'] for r in rows):,.1f}"]
+        except Exception as exc:  # noqa: BLE001 - progress display only; the pipeline is unaffected
+            row += ["?", "?", f"({type(exc).__name__})"]
+    table.add_row(*row)
+    return table
+
+
+@app.command()
+def report(
+    window: str = typer.Option("24h", help="1h, 24h, 7d or 30d."),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """Per-team spend, normalized deployments and cost per normalized deployment."""
+    import redis
+
+    from aiyield.core.windows import WINDOWS
+    from aiyield.readout import read_snapshot
+
+    if window not in WINDOWS:
+        console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
+        raise typer.Exit(2)
+    settings = _require(_settings(), kafka=False)
+    rows = read_snapshot(redis.Redis.from_url(settings.redis), time.time()).team_summary(window)
+    if format is Format.json:
+        out.print_json(json.dumps({"window": window, "teams": rows}))
+        return
+    if format is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["window", *(rows[0] if rows else ["team"])])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"window": window, **{k: "" if v is None else v for k, v in row.items()}})
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(title=f"aiyield — last {window}")
+    for name in ("team", "spend (USD)", "normalized deployments", "USD per normalized deployment",
+                 "tasks completed", "tasks shipped", "tasks abandoned", "active developers"):
+        table.add_column(name, justify="left" if name == "team" else "right")
+    for r in rows:
+        cost = r["cost_per_normalized_deployment_usd"]
+        table.add_row(
+            r["team"], f"{r['spend_usd']:,.2f}", f"{r['normalized_deployments']:,.2f}",
+            "—" if cost is None else f"{cost:,.2f}", str(r["tasks_completed"]), str(r["tasks_shipped"]),
+            str(r["tasks_abandoned"]), str(r["active_developers"]),
+        )
+    if not rows:
+        table.caption = "no data yet"
+    out.print(table)
+
+
+@app.command()
+def up(
+    simulate: bool = typer.Option(False, "--simulate", help="Feed a synthetic organisation's events."),
+    rate: float = typer.Option(200.0, help="Simulated events per second."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    gateway_port: Optional[int] = typer.Option(None, help="Gateway port (default 8787)."),
+    metrics_port: Optional[int] = typer.Option(None, help="Exporter port (default 9464)."),
+    prices: Optional[Path] = typer.Option(None, help="TOML price file overriding the built-in table."),
+    workers: int = typer.Option(1, help="Worker processes."),
+) -> None:
+    """The whole pipeline in one process tree: worker, exporter, gateway (+ embedded Kafka and Redis)."""
+    from aiyield.embedded import embedded_services, spawn, wait_until
+    from aiyield.kafka import Publisher, ensure_topics
+
+    settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, prices=str(prices) if prices else None)
+    if settings.prices:
+        from aiyield.core.pricing import PriceFileError, PriceTable
+
+        try:
+            PriceTable.load(settings.prices)
+        except PriceFileError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+    _terminate_on_sigterm()
+    with ExitStack() as stack:
+        try:
+            import tempfile
+
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
+            if not (settings.kafka and settings.redis):
+                console.print("starting embedded Kafka-compatible broker and Redis-compatible server…")
+            services = stack.enter_context(
+                embedded_services(workdir, want_kafka=not settings.kafka, want_redis=not settings.redis)
+            )
+            settings = settings.with_overrides(kafka=settings.kafka or services.kafka, redis=settings.redis or services.redis)
+            ensure_topics(settings.kafka, settings.topics, settings.partitions)
+            settings.state_file.parent.mkdir(parents=True, exist_ok=True)
+            settings.state_file.write_text(json.dumps({"kafka": settings.kafka, "redis": settings.redis, "pid": os.getpid()}))
+            stack.callback(lambda: settings.state_file.unlink(missing_ok=True))
+
+            env = {
+                **os.environ,
+                "AIYIELD_KAFKA": settings.kafka,
+                "AIYIELD_REDIS": settings.redis,
+                "AIYIELD_GATEWAY_PORT": str(settings.gateway_port),
+                "AIYIELD_METRICS_PORT": str(settings.metrics_port),
+                **({"AIYIELD_PRICES": settings.prices} if settings.prices else {}),
+            }
+            me = [sys.executable, "-m", "aiyield"]
+            children = [spawn(f"worker-{i}", [*me, "worker"], workdir, env) for i in range(workers)]
+            children.append(spawn("exporter", [*me, "exporter"], workdir, env))
+            children.append(spawn("gateway", [*me, "gateway"], workdir, env))
+            for child in children:
+                stack.callback(child.stop)
+            metrics_url = f"http://localhost:{settings.metrics_port}/metrics"
+            gateway_url = f"http://localhost:{settings.gateway_port}"
+            wait_until(children[-2], lambda: _http_ok(metrics_url), timeout=60)
+            wait_until(children[-1], lambda: _http_ok(gateway_url + "/healthz"), timeout=60)
+
+            table = Table(title="aiyield is up", show_header=False)
+            table.add_row("metrics", metrics_url)
+            table.add_row("gateway", f"{gateway_url}/v1/events")
+            table.add_row("kafka", settings.kafka)
+            table.add_row("redis", settings.redis)
+            table.add_row("logs", str(workdir))
+            table.add_row("report", "aiyield report --window 1h")
+            out.print(table)
+
+            started = time.monotonic()
+            if simulate:
+                publisher = Publisher(settings.kafka)
+                stack.callback(publisher.close)
+                _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True)
+            else:
+                while duration is None or time.monotonic() - started < duration:
+                    for child in children:
+                        if child.proc.poll() is not None:
+                            console.print(f"[red]{child.name} exited ({child.proc.returncode}):[/]\n{child.tail()}")
+                            raise typer.Exit(1)
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        console.print("stopping…")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+from aiyield.hooks import hook_app  # noqa: E402 - mounted after the commands above, listed last in --help
+
+app.add_typer(hook_app, name="hook", help="Git and Claude Code hooks that report AI tasks with their commits.")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+"""What each accepted event adds to the rolling windows (input metrics), and what a credit adds (output metrics).
+
+Series names are the measure followed by its label values (see `windows.series`); the exporter maps them to the
+contract's metric names. Pure: the worker calls these and writes the resulting `Rollup` in one transaction.
+"""
+
+from __future__ import annotations
+
+from aiyield.core.crediting import Credit
+from aiyield.core.events import Event, TaskEvent, TokenEvent
+from aiyield.core.pricing import PriceTable
+from aiyield.core.windows import SCALE, Rollup, series
+
+TOKEN_TYPES = (
+    ("input", "input_tokens"),
+    ("output", "output_tokens"),
+    ("cache_read", "cache_read_tokens"),
+    ("cache_write", "cache_write_tokens"),
+)
+
+
+def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> None:
+    """Add one accepted (validated, deduplicated) event's input metrics to the batch rollup."""
+    if isinstance(event, TokenEvent):
+        labels = (event.team, event.tool, event.model)
+        for kind, attr in TOKEN_TYPES:
+            rollup.add(event.ts, now, series("tokens", *labels, kind), getattr(event, attr))
+        cost = event.cost_usd
+        if cost is None:
+            cost = prices.cost(
+                event.model, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens
+            )
+        if cost is None:
+            # Unknown model: the spend is unknown, not zero. Counted so finance sees what the price table misses.
+            rollup.add(event.ts, now, series("unpriced", *labels), 1)
+        else:
+            rollup.add(event.ts, now, series("spend", *labels), round(cost * SCALE["spend"]))
+    elif isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
+        rollup.add(event.ts, now, series("tasks", event.team, event.tool, event.status), 1)
+    if isinstance(event, (TokenEvent, TaskEvent)):
+        rollup.teams.add(event.team)
+        if event.developer is not None:
+            rollup.add_developer(event.ts, now, event.team, event.developer)
+
+
+def measure_credit(rollup: Rollup, credit: Credit, now: float) -> None:
+    """Add one credit or retraction (output metrics) at its deployment's time."""
+    rollup.add(credit.ts, now, series("credit", credit.team), credit.amount)
+    rollup.add(credit.ts, now, series("tasks", credit.team, credit.tool, "shipped"), credit.shipped)
+    rollup.teams.add(credit.team)

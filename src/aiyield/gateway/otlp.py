@@ -1,0 +1,457 @@
+"""OTLP/HTTP metrics and logs (`/v1/metrics`, `/v1/logs`) as aiyield token events.
+
+Bodies are protobuf or JSON (`Content-Type`), optionally gzip (`Content-Encoding`). OTLP JSON writes trace and
+span ids in hex where protobuf's JSON mapping expects base64; aiyield reads no ids, and the usual 32/16-character
+hex ids are valid base64 too, so they parse harmlessly.
+
+Metrics (CONTRACT section 4), one token event per data point and measure:
+
+- `claude_code.token.usage` (attribute `type`: input, output, cacheRead, cacheCreation) -> token counts;
+- `claude_code.cost.usage` -> `cost_usd`, as a token event with 0 tokens;
+- `gen_ai.client.token.usage` (histogram, `gen_ai.token.type` input/output) -> token counts from its `sum`.
+
+Claude Code reports its own spend, so its token counts carry `cost_usd: 0.0` (counted, never priced) and its spend
+arrives only through `claude_code.cost.usage`: each dollar is counted exactly once, whatever order the two metrics
+arrive in, with no state joining them. GenAI token counts carry no `cost_usd` and are priced by the worker.
+
+Temporality: delta points count as they are. Cumulative points count the growth since the previous point of the
+same series (resource attributes, metric name, point attributes), kept in a `CumulativeState`; see its contract.
+Event ids derive from the series and the point's times, so an exporter retry repeats the same ids.
+
+Logs, one token event per API call:
+
+- Claude Code `claude_code.api_request`: `input_tokens`, `output_tokens`, `cache_read_tokens`,
+  `cache_creation_tokens`, `cost_usd` (authoritative). Id: `session.id` + `event.sequence`.
+- Codex `codex.sse_event` with `event.kind` = `response.completed`: `input_token_count` (OpenAI counts cached input
+  inside it, so cached tokens are subtracted), `cached_token_count`, `output_token_count` (includes reasoning, which
+  is billed as output). No cost: priced by the worker. Id: `conversation.id` + `event.timestamp`. (The Codex sample
+  holds only `codex.user_prompt` and `codex.tool_result`; the attribute names are from Codex's
+  `SessionTelemetry::sse_event_completed`.)
+
+Claude Code can export the same API calls both as metrics and as `api_request` logs. Sending both to aiyield
+counts every token and dollar twice: export one of the two, or pass `token_logs=False` (`AIYIELD_OTLP_LOG_TOKENS`)
+to read logs for nothing but the record count.
+
+Team: the first of `team_keys` on the data point or log record, then on the resource, else `unassigned`. Tool:
+resource `service.name`. Model: `model` or `gen_ai.request.model`. Developer: `user.account_uuid`, `user.id` or
+`user.email`, raw: the validator pseudonymises it, and nothing here logs it.
+
+Everything else (other metrics, other log records, unknown `type` values, gauges) is ignored and counted by name in
+`OtlpResult.ignored`. Those names come from the sender, so they are unbounded: aggregate before using them as labels.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
+
+from aiyield.gateway.common import UNASSIGNED, BadPayload, parse_time, stable_id
+
+DEFAULT_TEAM_KEYS: tuple[str, ...] = ("team", "team.id", "team.name")
+_DEVELOPER_KEYS = ("user.account_uuid", "user.id", "user.email")
+_MODEL_KEYS = ("model", "gen_ai.request.model")
+#: Tool or model of a source that does not name it: an event still counts, under a visible placeholder.
+UNKNOWN = "unknown"
+
+#: Largest body accepted after gzip decompression: a few kilobytes of gzip can inflate to gigabytes.
+MAX_DECODED_BYTES = 32 * 1024 * 1024
+
+_PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+_JSON_TYPES = ("application/json",)
+_SCALARS = ("string_value", "int_value", "double_value", "bool_value")
+
+
+class UnsupportedContentType(BadPayload):
+    """Neither protobuf nor JSON: OTLP/HTTP asks for `415 Unsupported Media Type`."""
+
+
+class PayloadTooLarge(BadPayload):
+    """The decompressed body exceeds the limit: answer `413`."""
+
+
+@dataclass
+class OtlpResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Data points or log records that produced no event, by metric or event name.
+    ignored: Counter[str] = field(default_factory=Counter)
+
+
+class CumulativeState(Protocol):
+    """The last value seen of each cumulative series, so that only growth is counted.
+
+    `delta` returns how much of `value` is new, and records the point. Its contract, which every backend keeps:
+
+    - a series not seen before, or seen with another `start`: everything since the start is new (returns `value`);
+      a `start` older than the one recorded is a late point from a previous run of the process: returns 0, so the
+      current run's next point is not mistaken for a restart and counted whole again;
+    - a `value` below the last one (a reset that kept its start time): the count starts over (returns `value`);
+    - the same `time` as the last point: the answer given then (an exporter retry must produce the same event);
+    - an older `time` than the last point: 0, since the newer total already includes it.
+
+    Several gateway replicas must share one backend, or each counts a series' total once more.
+    """
+
+    async def delta(self, series_key: str, start: int, time: int, value: float) -> float: ...
+
+
+class MemoryCumulativeState:
+    """`CumulativeState` in process memory, for tests and a single gateway.
+
+    Bounded: beyond `max_series` the least recently updated series is forgotten (if it reports again, its
+    total since start is counted again). Claude Code starts a series per session, so without a bound a
+    long-running gateway would grow without end.
+    """
+
+    def __init__(self, max_series: int = 100_000) -> None:
+        self._max_series = max_series
+        # series key -> (start, time, value, the value before it)
+        self._series: OrderedDict[str, tuple[int, int, float, float]] = OrderedDict()
+
+    async def delta(self, series_key: str, start: int, time: int, value: float) -> float:
+        seen = self._series.get(series_key)
+        previous = 0.0
+        if seen is not None:
+            seen_start, seen_time, seen_value, seen_previous = seen
+            if start < seen_start:
+                return 0.0
+            if start == seen_start:
+                if time == seen_time:
+                    return seen_value - seen_previous
+                if time < seen_time:
+                    return 0.0
+                previous = seen_value if value >= seen_value else 0.0
+        self._series[series_key] = (start, time, value, previous)
+        self._series.move_to_end(series_key)
+        if len(self._series) > self._max_series:
+            self._series.popitem(last=False)
+        return value - previous
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """What one metric measures: `selector` names the point attribute whose value picks the event field."""
+
+    selector: str | None
+    fields: Mapping[str | None, str]
+    #: The source reports this metric's spend itself (in another metric): never price these counts.
+    costed_by_source: bool = False
+
+    def event_fields(self, field_name: str, amount: float) -> dict[str, Any]:
+        if field_name == "cost_usd":
+            return {"cost_usd": amount}
+        counts: dict[str, Any] = {field_name: round(amount)}
+        if self.costed_by_source:
+            counts["cost_usd"] = 0.0
+        return counts
+
+
+_METRICS: dict[str, _Measure] = {
+    "claude_code.token.usage": _Measure(
+        "type",
+        {
+            "input": "input_tokens",
+            "output": "output_tokens",
+            "cacheRead": "cache_read_tokens",
+            "cacheCreation": "cache_write_tokens",
+        },
+        costed_by_source=True,
+    ),
+    "claude_code.cost.usage": _Measure(None, {None: "cost_usd"}),
+    "gen_ai.client.token.usage": _Measure("gen_ai.token.type", {"input": "input_tokens", "output": "output_tokens"}),
+}
+
+
+async def from_otlp_metrics(
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None = None,
+    state: CumulativeState,
+    team_keys: Sequence[str] = DEFAULT_TEAM_KEYS,
+    max_bytes: int = MAX_DECODED_BYTES,
+) -> OtlpResult:
+    """Token events from one `/v1/metrics` request body. Raises `BadPayload` (or a subclass) for a bad body."""
+    request = _decode(body, ExportMetricsServiceRequest(), content_type, content_encoding, max_bytes)
+    result = OtlpResult()
+    for resource_metrics in request.resource_metrics:
+        resource_kvs = resource_metrics.resource.attributes
+        resource = _attrs(resource_kvs)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                shape = metric.WhichOneof("data")
+                points = getattr(metric, shape).data_points if shape else []
+                measure = _METRICS.get(metric.name)
+                if measure is None:
+                    result.ignored[metric.name] += len(points)
+                    continue
+                if shape not in ("sum", "histogram", "exponential_histogram"):
+                    result.ignored[f"{metric.name} ({shape})"] += len(points)
+                    continue
+                temporality = getattr(metric, shape).aggregation_temporality
+                for point in points:
+                    # A staleness marker carries no value; read as 0 it would look like a counter reset.
+                    if point.flags & DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
+                        continue
+                    attrs = _attrs(point.attributes)
+                    field_name = measure.fields.get(attrs.get(measure.selector) if measure.selector else None)
+                    if field_name is None:
+                        result.ignored[f"{metric.name} ({measure.selector}={attrs.get(measure.selector)})"] += 1
+                        continue
+                    if shape != "sum" and not point.HasField("sum"):
+                        result.ignored[f"{metric.name} (histogram without sum)"] += 1
+                        continue
+                    series = _series_key(metric.name, resource_kvs, point.attributes)
+                    value = _point_value(point) if shape == "sum" else point.sum
+                    if temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
+                        amount = value
+                    elif temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE:
+                        amount = await state.delta(series, point.start_time_unix_nano, point.time_unix_nano, value)
+                    else:
+                        result.ignored[f"{metric.name} (temporality unspecified)"] += 1
+                        continue
+                    if amount == 0:
+                        continue
+                    result.events.append(
+                        _token_event(
+                            stable_id("otlp", series, point.start_time_unix_nano, point.time_unix_nano),
+                            point.time_unix_nano / 1e9,
+                            attrs,
+                            resource,
+                            team_keys,
+                            measure.event_fields(field_name, amount),
+                        )
+                    )
+    return result
+
+
+def from_otlp_logs(
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None = None,
+    team_keys: Sequence[str] = DEFAULT_TEAM_KEYS,
+    token_logs: bool = True,
+    max_bytes: int = MAX_DECODED_BYTES,
+) -> OtlpResult:
+    """Token events from one `/v1/logs` request body. Raises `BadPayload` (or a subclass) for a bad body.
+
+    `token_logs=False` turns API-call records into ignored ones, for a tool that also exports token metrics.
+    """
+    request = _decode(body, ExportLogsServiceRequest(), content_type, content_encoding, max_bytes)
+    result = OtlpResult()
+    for resource_logs in request.resource_logs:
+        resource = _attrs(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                attrs = _attrs(record.attributes)
+                name = _event_name(record, attrs)
+                reader = _LOG_EVENTS.get(name) if token_logs else None
+                measures = reader.read(attrs) if reader else None
+                if reader is None or measures is None:
+                    result.ignored[name] += 1
+                    continue
+                result.events.append(
+                    _token_event(
+                        _log_id(name, reader.id_keys, record, attrs, resource),
+                        _log_time(record, attrs),
+                        attrs,
+                        resource,
+                        team_keys,
+                        measures,
+                    )
+                )
+    return result
+
+
+@dataclass(frozen=True)
+class _LogEvent:
+    #: The record's token counts (and cost), or None when this record of the event carries none.
+    read: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+    #: Attributes that identify one API call across retries.
+    id_keys: tuple[str, str]
+
+
+def _claude_api_request(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    measures = {
+        "input_tokens": _number(attrs.get("input_tokens", 0)),
+        "output_tokens": _number(attrs.get("output_tokens", 0)),
+        "cache_read_tokens": _number(attrs.get("cache_read_tokens", 0)),
+        "cache_write_tokens": _number(attrs.get("cache_creation_tokens", 0)),
+    }
+    if "cost_usd" in attrs:
+        measures["cost_usd"] = _number(attrs["cost_usd"])
+    return measures
+
+
+def _codex_response_completed(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    # Codex logs every SSE event under one name; only a completed response carries usage (and a failed completion
+    # is logged with the same kind but an error message instead of counts).
+    if attrs.get("event.kind") != "response.completed" or "input_token_count" not in attrs:
+        return None
+    input_tokens = _number(attrs["input_token_count"])
+    cached = _number(attrs.get("cached_token_count", 0))
+    if isinstance(input_tokens, int) and isinstance(cached, int):
+        input_tokens = max(0, input_tokens - cached)
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": _number(attrs.get("output_token_count", 0)),
+        "cache_read_tokens": cached,
+    }
+
+
+_LOG_EVENTS: dict[str, _LogEvent] = {
+    "claude_code.api_request": _LogEvent(_claude_api_request, ("session.id", "event.sequence")),
+    "codex.sse_event": _LogEvent(_codex_response_completed, ("conversation.id", "event.timestamp")),
+}
+
+
+def _decode(
+    body: bytes, message: Message, content_type: str | None, content_encoding: str | None, max_bytes: int
+) -> Any:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, max_bytes)
+    elif encoding != "identity":
+        raise BadPayload(f"unsupported Content-Encoding {content_encoding!r}: OTLP/HTTP uses gzip or none")
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"OTLP body of {len(body)} bytes exceeds {max_bytes}")
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    try:
+        if media_type in _PROTOBUF_TYPES:
+            message.ParseFromString(body)
+        elif media_type in _JSON_TYPES:
+            # JSON senders may be newer than our proto definitions: skip fields we do not know.
+            json_format.Parse(body, message, ignore_unknown_fields=True)
+        else:
+            raise UnsupportedContentType(
+                f"unsupported Content-Type {content_type!r}: OTLP/HTTP uses application/x-protobuf or application/json"
+            )
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"malformed OTLP {media_type} body: {exc}") from None
+    return message
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadPayload(f"malformed gzip body: {exc}") from None
+    if len(out) > max_bytes:
+        raise PayloadTooLarge(f"OTLP body inflates beyond {max_bytes} bytes")
+    if not inflater.eof:
+        raise BadPayload("truncated gzip body")
+    return out
+
+
+def _attrs(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    """Scalar attributes as Python values; arrays, maps and bytes (which no mapping here reads) as None."""
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        kind = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, kind) if kind in _SCALARS else None
+    return out
+
+
+def _first(keys: Iterable[str], *scopes: Mapping[str, Any]) -> str | None:
+    """The first present value of `keys`, searching each scope (point or record, then resource) in turn."""
+    for scope in scopes:
+        for key in keys:
+            value = scope.get(key)
+            if value not in (None, ""):
+                return str(value)
+    return None
+
+
+def _number(value: Any) -> Any:
+    """A count or amount that may arrive as a string (Claude Code and Codex send some numbers as text).
+
+    Integral values become int (token counts must be), others float. Anything unreadable is passed on unchanged:
+    the validator then rejects the event with its reason onto the dead-letter topic, where it is seen.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _token_event(
+    event_id: str,
+    ts: float,
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    team_keys: Sequence[str],
+    measures: Mapping[str, Any],
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "token",
+        "id": event_id,
+        "ts": ts,
+        "team": _first(team_keys, attrs, resource) or UNASSIGNED,
+        "tool": _first(("service.name",), resource) or UNKNOWN,
+        "model": _first(_MODEL_KEYS, attrs, resource) or UNKNOWN,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        **measures,
+    }
+    developer = _first(_DEVELOPER_KEYS, attrs, resource)
+    if developer is not None:
+        event["developer"] = developer
+    return event
+
+
+def _series_key(name: str, resource_kvs: Iterable[KeyValue], point_kvs: Iterable[KeyValue]) -> str:
+    """Series identity as a fixed-size key: protobuf and JSON bodies of the same series yield the same key."""
+
+    def canonical(kvs: Iterable[KeyValue]) -> list[tuple[str, bytes]]:
+        return sorted((kv.key, kv.value.SerializeToString(deterministic=True)) for kv in kvs)
+
+    return stable_id("series", name, canonical(resource_kvs), canonical(point_kvs))
+
+
+def _point_value(point: Any) -> float:
+    return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+def _event_name(record: LogRecord, attrs: Mapping[str, Any]) -> str:
+    """The record's event name. Tools put it in different places: Claude Code in the body (its `event.name`
+    attribute lacks the prefix), Codex in the `event.name` attribute, newer SDKs in the `event_name` field."""
+    candidates = (record.event_name, attrs.get("event.name"), record.body.string_value)
+    known = next((c for c in candidates if c in _LOG_EVENTS), None)
+    return known or str(record.body.string_value or attrs.get("event.name") or record.event_name or "(unnamed)")
+
+
+def _log_id(
+    name: str, id_keys: Sequence[str], record: LogRecord, attrs: Mapping[str, Any], resource: Mapping[str, Any]
+) -> str:
+    tool = resource.get("service.name")
+    if all(attrs.get(key) not in (None, "") for key in id_keys):
+        return stable_id("otlp-log", tool, name, *(attrs[key] for key in id_keys))
+    # Older versions may lack the identifying attributes; a retry resends the record byte for byte.
+    return stable_id("otlp-log", tool, name, record.SerializeToString(deterministic=True).hex())
+
+
+def _log_time(record: LogRecord, attrs: Mapping[str, Any]) -> float:
+    """Event time: the record's own time, else the tool's `event.timestamp` (Codex leaves the record time 0),
+    else when the SDK observed it."""
+    if record.time_unix_nano:
+        return record.time_unix_nano / 1e9
+    if attrs.get("event.timestamp"):
+        return parse_time(attrs["event.timestamp"], "event.timestamp")
+    return record.observed_time_unix_nano / 1e9

@@ -1,0 +1,177 @@
+"""The one settings object: every knob, read from `AIYIELD_*` environment variables, validated at start-up.
+
+Secrets are kept out of `repr()` so a settings object can be logged. Values that the CLI also takes as options
+(`--prices`, ports) are applied on top with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from aiyield.core.crediting import Policy
+from aiyield.core.provenance import DEFAULT_AI_TRAILERS, parse_trailers
+
+EVENTS_TOPIC = "aiyield.events"
+DLQ_TOPIC = "aiyield.dlq"
+#: Internal: join-relevant events re-keyed by repo, so one worker owns each repo's join state.
+JOIN_TOPIC = "aiyield.join"
+
+#: Development fallback for the pseudonym key; the worker and gateway warn loudly when it is in use.
+DEV_PSEUDONYM_KEY = "aiyield-development-key-change-me"
+
+#: Where `aiyield up` records the addresses of its embedded services, so `send`, `report` and standalone services
+#: started in another terminal find them without configuration.
+def default_state_file() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "aiyield" / "up.json"
+
+
+class SettingsError(ValueError):
+    """A configuration mistake, reported at start-up with the variable's name."""
+
+
+def _secret(default: str = "") -> str:
+    return field(default=default, repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: str | None = None
+    redis: str | None = None
+    prices: str | None = None
+    partitions: int = 8
+    pseudonym_key: str = _secret(DEV_PSEUDONYM_KEY)
+    ingest_tokens: tuple[str, ...] = field(default=(), repr=False)
+    github_secret: str = _secret()
+    gitlab_token: str = _secret()
+    gateway_port: int = 8787
+    metrics_port: int = 9464
+    max_body_bytes: int = 5 * 1024 * 1024
+    production_environments: frozenset[str] = frozenset({"production", "prod"})
+    full_credit_lines: int = 10
+    join_window_seconds: float = 7 * 86400
+    survival_window_seconds: float = 86400
+    ai_trailers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_AI_TRAILERS))
+    repo_teams: Mapping[str, str] = field(default_factory=dict)
+    team_attributes: tuple[str, ...] = ("team", "team.id", "team.name")
+    otlp_log_tokens: bool = True
+    #: Kafka messages per worker batch; each message carries up to ~100 events.
+    batch_messages: int = 100
+    batch_seconds: float = 0.2
+    state_file: Path = field(default_factory=default_state_file)
+    #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
+    namespace: str = ""
+
+    @property
+    def events_topic(self) -> str:
+        return self.namespace + EVENTS_TOPIC
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.namespace + DLQ_TOPIC
+
+    @property
+    def join_topic(self) -> str:
+        return self.namespace + JOIN_TOPIC
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.events_topic, self.dlq_topic, self.join_topic)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            production_environments=self.production_environments,
+            full_credit_lines=self.full_credit_lines,
+            join_window=self.join_window_seconds,
+            survival_window=self.survival_window_seconds,
+        )
+
+    @property
+    def using_dev_pseudonym_key(self) -> bool:
+        return self.pseudonym_key == DEV_PSEUDONYM_KEY
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        kw: dict = {}
+
+        def get(name: str) -> str | None:
+            value = env.get("AIYIELD_" + name)
+            return value if value not in (None, "") else None
+
+        def number(name: str, kind: type, minimum: float) -> None:
+            raw = get(name)
+            if raw is None:
+                return
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"AIYIELD_{name}={raw!r} is not a {kind.__name__}") from None
+            if value < minimum:
+                raise SettingsError(f"AIYIELD_{name} must be >= {minimum}, got {raw}")
+            kw[name.lower()] = value
+
+        for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE"):
+            if get(name) is not None:
+                kw[name.lower()] = get(name)
+        number("PARTITIONS", int, 1)
+        number("GATEWAY_PORT", int, 0)
+        number("METRICS_PORT", int, 0)
+        number("MAX_BODY_BYTES", int, 1024)
+        number("FULL_CREDIT_LINES", int, 1)
+        number("JOIN_WINDOW_SECONDS", float, 60)
+        number("SURVIVAL_WINDOW_SECONDS", float, 0)
+        number("BATCH_MESSAGES", int, 1)
+        number("BATCH_SECONDS", float, 0.001)
+        if get("INGEST_TOKENS"):
+            kw["ingest_tokens"] = tuple(t.strip() for t in get("INGEST_TOKENS").split(",") if t.strip())
+        if get("PRODUCTION_ENVIRONMENTS"):
+            kw["production_environments"] = frozenset(
+                e.strip() for e in get("PRODUCTION_ENVIRONMENTS").split(",") if e.strip()
+            )
+        if get("AI_TRAILERS"):
+            try:
+                kw["ai_trailers"] = parse_trailers(get("AI_TRAILERS"))
+            except ValueError as exc:
+                raise SettingsError(f"AIYIELD_AI_TRAILERS: {exc}") from None
+        if get("REPO_TEAMS"):
+            kw["repo_teams"] = _pairs("REPO_TEAMS", get("REPO_TEAMS"))
+        if get("TEAM_ATTRIBUTES"):
+            kw["team_attributes"] = tuple(a.strip() for a in get("TEAM_ATTRIBUTES").split(",") if a.strip())
+        if get("OTLP_LOG_TOKENS"):
+            kw["otlp_log_tokens"] = get("OTLP_LOG_TOKENS").lower() in ("1", "true", "yes", "on")
+        if get("STATE_FILE"):
+            kw["state_file"] = Path(get("STATE_FILE"))
+        return cls(**kw)
+
+    def with_overrides(self, **changes) -> "Settings":
+        """Apply CLI options (None means "not given")."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None and k in known})
+
+    def resolve_services(self) -> "Settings":
+        """Fill in Kafka/Redis from a running `aiyield up` when they are not configured."""
+        if self.kafka and self.redis:
+            return self
+        try:
+            found = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            found = {}
+        return replace(self, kafka=self.kafka or found.get("kafka"), redis=self.redis or found.get("redis"))
+
+
+def _pairs(name: str, raw: str) -> dict[str, str]:
+    out = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise SettingsError(f"AIYIELD_{name}: expected `key=value,...`, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out

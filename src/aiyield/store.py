@@ -1,0 +1,190 @@
+"""Redis store: rolling-window counters, dedup markers, join state, and the consumed Kafka offsets — together.
+
+Exactly-once effect without Kafka transactions (the embedded broker has none that work): every batch's writes and
+the offsets it consumed are committed in ONE Redis transaction, and records below the stored offset are skipped.
+Redis is therefore the source of truth for "what has been applied"; Kafka's committed offsets only decide where a
+restarted consumer starts reading, and they may lag Redis (re-read, skipped) but never lead it (see `transact`).
+
+Key layout (prefix `ay:`):
+  off:{consumer}:{topic}:{partition}   next offset to apply
+  seen:{digest}                        dedup marker of an event id (TTL: dedup horizon)
+  w:{window}:{bucket}                  hash: series -> integer amount (EXPIREAT when the bucket leaves its window)
+  dev:{window}:{bucket}:{team}         HyperLogLog of pseudonymised developers
+  teams                                set of every team seen
+  events_total                         hash: type<SEP>outcome -> count
+  last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
+  join:{repo}                          crediting state of one repo
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from aiyield.core.windows import SEP, Rollup, expires_at
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ay:"
+#: Contract: a repeated id has no further effect for at least 7 days. One day of slack.
+DEDUP_SECONDS = 8 * 86400
+
+
+def seen_key(namespace: str, event_id: str) -> str:
+    # Hashed so a 128-character id costs 24 bytes of key, whatever its content.
+    digest = hashlib.blake2b(f"{namespace}\0{event_id}".encode(), digest_size=12).hexdigest()
+    return f"{PREFIX}seen:{digest}"
+
+
+def join_key(repo: str) -> str:
+    return f"{PREFIX}join:{repo}"
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """One Kafka record as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class Writes:
+    """Everything one batch changes, applied atomically with its offsets."""
+
+    rollup: Rollup = field(default_factory=Rollup)
+    events_total: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_ts: dict[str, float] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    #: key -> new value; None deletes the key
+    states: dict[str, bytes | None] = field(default_factory=dict)
+
+    def count(self, event_type: str, outcome: str, n: int = 1) -> None:
+        self.events_total[(event_type, outcome)] = self.events_total.get((event_type, outcome), 0) + n
+
+    def saw(self, event_type: str, ts: float) -> None:
+        if ts > self.last_ts.get(event_type, float("-inf")):
+            self.last_ts[event_type] = ts
+
+
+#: compute(fresh records, values of the keys it asked to read) -> writes. Pure and synchronous: it may run twice
+#: when a concurrent writer forces a retry, so it must not have side effects.
+Compute = Callable[[list[Consumed], dict[str, bytes | None]], Writes]
+ReadKeys = Callable[[list[Consumed]], Sequence[str]]
+
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    @staticmethod
+    def offset_key(consumer: str, topic: str, partition: int) -> str:
+        return f"{PREFIX}off:{consumer}:{topic}:{partition}"
+
+    async def transact(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
+        """Apply one batch exactly once; returns how many of its records were new.
+
+        The commit order, in one place:
+          1. The caller has already published the batch's side outputs (dead letters, join records) and had them
+             acknowledged. A crash after that replays them; their consumers are idempotent on deterministic ids.
+          2. Here: WATCH the batch's offset keys and the keys `compute` reads; skip records below the stored
+             offsets (already applied by us before a crash, or by another worker before a rebalance); read;
+             compute; then MULTI: the writes AND the new offsets; EXEC. If any watched key changed (a zombie
+             worker still holding the partition, or a concurrent dedup of the same id), nothing is written and
+             the whole step repeats with fresh reads.
+          3. Only after this returns does the stream acknowledge the messages, so Kafka's committed offset can lag
+             Redis's but never lead it. Transient Redis failures are retried here, never raised: raising would let
+             the stream acknowledge messages whose effects were not written.
+        """
+        delay = 0.1
+        while True:
+            try:
+                return await self._transact_once(consumer, records, read_keys, compute)
+            except WatchError:
+                continue
+            except _TRANSIENT as exc:
+                log.warning("redis unavailable (%s); retrying batch of %d records in %.1fs", exc, len(records), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _transact_once(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
+        partitions = sorted({(r.topic, r.partition) for r in records})
+        offset_keys = [self.offset_key(consumer, t, p) for t, p in partitions]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*offset_keys)
+            stored = dict(zip(partitions, await pipe.mget(offset_keys)))
+            start = {tp: int(v) if v is not None else -1 for tp, v in stored.items()}
+            fresh = [r for r in records if r.offset >= start[(r.topic, r.partition)]]
+            if not fresh:
+                await pipe.unwatch()
+                return 0
+            keys = list(dict.fromkeys(read_keys(fresh)))
+            values: dict[str, bytes | None] = {}
+            if keys:
+                await pipe.watch(*keys)
+                values = dict(zip(keys, await pipe.mget(keys)))
+            writes = compute(fresh, values)
+            pipe.multi()
+            self._queue_writes(pipe, writes)
+            for (topic, partition), key in zip(partitions, offset_keys):
+                last = max((r.offset for r in fresh if (r.topic, r.partition) == (topic, partition)), default=None)
+                if last is not None:
+                    pipe.set(key, last + 1)
+            await pipe.execute()
+            return len(fresh)
+
+    @staticmethod
+    def _queue_writes(pipe, writes: Writes) -> None:
+        rollup = writes.rollup
+        for (window, start), amounts in rollup.counters.items():
+            key = f"{PREFIX}w:{window}:{start}"
+            for name, amount in amounts.items():
+                if amount:
+                    pipe.hincrby(key, name, amount)
+            pipe.expireat(key, expires_at(window, start))
+        for (window, start, team), developers in rollup.developers.items():
+            key = f"{PREFIX}dev:{window}:{start}:{team}"
+            pipe.pfadd(key, *developers)
+            pipe.expireat(key, expires_at(window, start))
+        if rollup.teams:
+            pipe.sadd(f"{PREFIX}teams", *rollup.teams)
+        for (event_type, outcome), n in writes.events_total.items():
+            pipe.hincrby(f"{PREFIX}events_total", f"{event_type}{SEP}{outcome}", n)
+        if writes.last_ts:
+            pipe.zadd(f"{PREFIX}last_ts", writes.last_ts, gt=True)
+        for key in writes.seen:
+            pipe.set(key, 1, ex=DEDUP_SECONDS)
+        for key, value in writes.states.items():
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value)
+
+
+async def retry_forever(what: str, fn: Callable[[], Awaitable[None]]) -> None:
+    """Run an I/O step that must succeed before the batch may be acknowledged (e.g. publishing side outputs)."""
+    delay = 0.1
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:  # noqa: BLE001 - logged and retried; giving up would lose the batch
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

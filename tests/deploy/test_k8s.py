@@ -1,0 +1,98 @@
+"""deploy/k8s: plain manifests and their kustomization."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+SECRET_KEYS = {"AIYIELD_PSEUDONYM_KEY", "AIYIELD_GITHUB_SECRET", "AIYIELD_GITLAB_TOKEN", "AIYIELD_INGEST_TOKENS"}
+
+
+@pytest.fixture(scope="module")
+def kustomization(load_yaml) -> dict:
+    return load_yaml(K8S / "kustomization.yaml")
+
+
+@pytest.fixture(scope="module")
+def objects(kustomization, load_yaml_all) -> dict[tuple[str, str], dict]:
+    out = {}
+    for resource in kustomization["resources"]:
+        for doc in load_yaml_all(K8S / resource):
+            out[(doc["kind"], doc["metadata"]["name"])] = doc
+    return out
+
+
+def _deployment(objects, name) -> dict:
+    return objects[("Deployment", name)]
+
+
+def test_kustomization(kustomization):
+    assert kustomization["namespace"] == "aiyield"
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).is_file(), resource
+    assert "secret.template.yaml" not in kustomization["resources"], "never apply placeholder secrets"
+
+
+def test_objects_present(objects):
+    assert ("Namespace", "aiyield") in objects
+    assert ("ConfigMap", "aiyield-config") in objects
+    for name in ("aiyield-worker", "aiyield-exporter", "aiyield-gateway"):
+        assert ("Deployment", name) in objects
+    for name in ("aiyield-exporter", "aiyield-gateway"):
+        assert ("Service", name) in objects
+
+
+def test_deployments(objects):
+    assert _deployment(objects, "aiyield-worker")["spec"]["replicas"] == 2
+    for name, command in (("aiyield-worker", "worker"), ("aiyield-exporter", "exporter"), ("aiyield-gateway", "gateway")):
+        spec = _deployment(objects, name)["spec"]
+        pod_labels = spec["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= pod_labels.items(), name
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["args"][0] == command, name
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+        assert {"configMapRef": {"name": "aiyield-config"}} in container["envFrom"], name
+
+
+def test_gateway_probes(objects):
+    (container,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_services_select_their_pods(objects):
+    for name, port in (("aiyield-exporter", 9464), ("aiyield-gateway", 8787)):
+        service = objects[("Service", name)]
+        pod_labels = _deployment(objects, name)["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items(), name
+        assert service["spec"]["ports"][0]["port"] == port
+
+
+def test_secrets_come_from_the_secret_only(objects, load_yaml):
+    config = objects[("ConfigMap", "aiyield-config")]["data"]
+    assert not SECRET_KEYS & set(config), "secrets do not belong in the ConfigMap"
+    template = load_yaml(K8S / "secret.template.yaml")
+    assert template["kind"] == "Secret" and template["metadata"]["name"] == "aiyield-secrets"
+    assert set(template["stringData"]) == SECRET_KEYS
+    for name in ("aiyield-worker", "aiyield-gateway"):
+        (container,) = _deployment(objects, name)["spec"]["template"]["spec"]["containers"]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e}
+        key = refs["AIYIELD_PSEUDONYM_KEY"]
+        assert key["name"] == "aiyield-secrets" and not key.get("optional"), f"{name}: the pseudonym key is required"
+    (gateway,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"] for e in gateway["env"]} == SECRET_KEYS
+
+
+def test_kustomize_builds():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "namespace: aiyield" in result.stdout

@@ -1,0 +1,106 @@
+"""A pipeline under test: real worker processes, the real exporter over HTTP, real Kafka and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiyield.embedded import free_port
+from aiyield.exporter import serve
+from aiyield.kafka import Publisher, ensure_topics
+from aiyield.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Pipeline:
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.settings = Settings.from_env(self.env)
+        self.logdir = logdir
+        ensure_topics(self.settings.kafka, self.settings.topics, self.settings.partitions)
+        self.publisher = Publisher(self.settings.kafka)
+        self.redis = redis.Redis.from_url(self.settings.redis)
+        self.workers: list[subprocess.Popen] = []
+        port = free_port()
+        self._server, self._thread = serve(self.settings.redis, port, host="127.0.0.1")
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+
+    def start_worker(self) -> subprocess.Popen:
+        log = open(self.logdir / f"worker-{len(self.workers)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aiyield", "worker", "--log-level", "info"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def send(self, events: list[dict]) -> None:
+        self.publisher.publish_events(self.settings.events_topic, events)
+
+    def send_raw(self, values: list[bytes]) -> None:
+        self.publisher.publish(self.settings.events_topic, values)
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """Every sample of /metrics as {(name, sorted labels): value}."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.metrics().get((name, tuple(sorted(labels.items()))))
+
+    def events_total(self, type_: str, outcome: str) -> float:
+        return self.value("aiyield_events_total", type=type_, outcome=outcome) or 0.0
+
+    def wait_value(self, name: str, expected: float, timeout: float = 60, **labels: str) -> None:
+        wait_for(lambda: self.value(name, **labels) == expected, timeout, f"{name}{labels} == {expected} "
+                 f"(last: {self.value(name, **labels)})")
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logdir.glob("worker-*.log")))
+
+    def close(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._server.shutdown()
+        self.publisher.close()
+
+
+@pytest.fixture
+def pipeline(isolated_env, tmp_path):
+    p = Pipeline(isolated_env, tmp_path)
+    yield p
+    p.close()
