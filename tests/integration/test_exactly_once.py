@@ -1,0 +1,100 @@
+"""A worker SIGKILLed mid-stream and restarted leaves every counter exactly right."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from aiyield.core.windows import SEP
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 40_000
+DUPLICATES = 2_000
+
+
+def workload(now: int) -> list[dict]:
+    events = [
+        {
+            "type": "token", "id": f"e{i}", "ts": now - (i % 3000), "team": f"team-{i % 4}", "tool": "claude-code",
+            "model": "claude-sonnet-4", "input_tokens": 10 + i % 7, "output_tokens": 3, "cost_usd": 0.001,
+            "developer": f"dev-{i % 50}",
+        }
+        for i in range(EVENTS)
+    ]
+    # Re-sent events, interleaved: each must count once as a duplicate and add nothing.
+    for j in range(DUPLICATES):
+        events.insert(j * 20 + 10, dict(events[j * 20]))
+    return events
+
+
+def accepted(pipeline) -> int:
+    return int(pipeline.redis.hget("ay:events_total", f"token{SEP}accepted") or 0)
+
+
+def expected_input_tokens() -> int:
+    return sum(10 + i % 7 for i in range(EVENTS))
+
+
+def assert_exact(pipeline) -> None:
+    assert pipeline.events_total("token", "accepted") == EVENTS
+    assert pipeline.events_total("token", "duplicate") == DUPLICATES
+    m = pipeline.metrics()
+    spend = sum(v for (name, labels), v in m.items() if name == "aiyield_spend_usd" and ("window", "30d") in labels)
+    assert spend == pytest.approx(EVENTS * 0.001, abs=1e-9)
+    tokens = sum(
+        v for (name, labels), v in m.items()
+        if name == "aiyield_tokens" and ("window", "30d") in labels and ("type", "input") in labels
+    )
+    assert tokens == expected_input_tokens()
+    devs = sum(v for (name, labels), v in m.items() if name == "aiyield_active_developers" and ("window", "30d") in labels)
+    assert devs == len({(i % 4, i % 50) for i in range(EVENTS)})  # distinct developers per team, summed
+
+
+@pytest.mark.parametrize("kills", [1, 3])
+def test_sigkill_mid_stream_neither_loses_nor_double_counts(isolated_env, tmp_path, kills):
+    from .conftest import Pipeline
+
+    # Small batches: many transactions, so a kill lands between and inside them.
+    pipeline = Pipeline({**isolated_env, "AIYIELD_BATCH_MESSAGES": "3"}, tmp_path)
+    try:
+        pipeline.send(workload(int(time.time())))
+        for k in range(kills):
+            worker = pipeline.start_worker()
+            floor = accepted(pipeline)
+            wait_for(lambda: accepted(pipeline) > floor, 90, "the worker to make progress")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            assert accepted(pipeline) < EVENTS, "the kill came too late to be mid-stream"
+        pipeline.start_worker()
+        wait_for(lambda: accepted(pipeline) >= EVENTS, 180, "the restarted worker to finish")
+        time.sleep(2)  # anything double-applied after the last event would show up here
+        assert_exact(pipeline)
+    finally:
+        pipeline.close()
+
+
+def test_two_workers_split_partitions_and_survive_a_kill(isolated_env, tmp_path):
+    from .conftest import Pipeline
+
+    pipeline = Pipeline({**isolated_env, "AIYIELD_BATCH_MESSAGES": "3"}, tmp_path)
+    try:
+        first, second = pipeline.start_worker(), pipeline.start_worker()
+        time.sleep(8)  # both in the group before data flows, so the partitions are split between them
+        pipeline.send(workload(int(time.time())))
+        wait_for(lambda: accepted(pipeline) > 0, 90, "progress")
+        offsets = {k.decode() for k in pipeline.redis.keys("ay:off:ingest:*")}
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert accepted(pipeline) < EVENTS, "the kill came too late to be mid-stream"
+        wait_for(lambda: accepted(pipeline) >= EVENTS, 180, "the surviving worker to take over")
+        time.sleep(2)
+        assert second.poll() is None
+        assert len(offsets) >= 2, offsets
+        assert_exact(pipeline)
+    finally:
+        pipeline.close()

@@ -1,0 +1,510 @@
+"""OTLP adapter: metric bodies made by the real OpenTelemetry SDK, log bodies from real Claude Code and Codex exports."""
+
+import copy
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from aiyield.core.events import InvalidEvent, validate
+from aiyield.gateway.common import BadPayload, stable_id
+from aiyield.gateway.otlp import (
+    MemoryCumulativeState,
+    OtlpResult,
+    PayloadTooLarge,
+    UnsupportedContentType,
+    from_otlp_logs,
+    from_otlp_metrics,
+)
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "otlp"
+CLAUDE_LOGS = (FIXTURES / "beagle_claude-code-2.1.193_logs.otlp.json").read_bytes()
+CODEX_LOGS = (FIXTURES / "beagle_codex-0.144_logs.otlp.json").read_bytes()
+PROTOBUF, JSON = "application/x-protobuf", "application/json"
+NOW = 2_000_000_000.0
+CUMULATIVE, DELTA = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
+
+CLAUDE_RESOURCE = {"service.name": "claude-code", "service.version": "2.1.193", "team.name": "payments"}
+#: Point attributes as Claude Code sets them (its docs' standard attributes plus the metric's own).
+CLAUDE_POINT = {
+    "session.id": "d82062e5-a22f-4f85-9914-a47cf3073a72",
+    "user.account_uuid": "0b7e1b7a-0c07-4a4b-9c38-9c0f8b2b9f11",
+    "organization.id": "8d4f7c33-5bd6-4f8e-a0d4-3b5f2e3b8c10",
+    "terminal.type": "vscode",
+    "model": "claude-sonnet-4-5",
+}
+
+
+class ForbiddenState:
+    """Delta points must never consult the cumulative state."""
+
+    async def delta(self, series_key: str, start: int, time: int, value: float) -> float:
+        raise AssertionError("delta temporality used the cumulative state")
+
+
+class Sdk:
+    """A MeterProvider with an in-memory reader: `body()` is what its OTLP/HTTP exporter would send."""
+
+    def __init__(self, temporality: AggregationTemporality, resource: dict[str, Any] = CLAUDE_RESOURCE) -> None:
+        self.reader = InMemoryMetricReader(preferred_temporality={Counter: temporality, Histogram: temporality})
+        provider = MeterProvider(resource=Resource.create(resource), metric_readers=[self.reader])
+        self.meter = provider.get_meter("com.anthropic.claude_code", "2.1.193")
+
+    def request(self):
+        return encode_metrics(self.reader.get_metrics_data())
+
+    def body(self, content_type: str = PROTOBUF) -> bytes:
+        request = self.request()
+        return request.SerializeToString() if content_type == PROTOBUF else json_format.MessageToJson(request).encode()
+
+
+def claude_meters(sdk: Sdk):
+    tokens = sdk.meter.create_counter("claude_code.token.usage", unit="tokens")
+    cost = sdk.meter.create_counter("claude_code.cost.usage", unit="USD")
+    return tokens, cost
+
+
+async def metrics(body: bytes, state=None, content_type: str = PROTOBUF, **kw: Any) -> OtlpResult:
+    result = await from_otlp_metrics(
+        body, content_type=content_type, state=state or MemoryCumulativeState(), **kw
+    )
+    for event in result.events:
+        validate(event, NOW)
+    return result
+
+
+def logs(body: bytes, content_type: str = JSON, **kw: Any) -> OtlpResult:
+    result = from_otlp_logs(body, content_type=content_type, **kw)
+    for event in result.events:
+        validate(event, NOW)
+    return result
+
+
+def without_id_ts(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in ("id", "ts")} for e in events]
+
+
+def claude(**fields: Any) -> dict[str, Any]:
+    """A token event of the Claude Code series above."""
+    base = {
+        "type": "token",
+        "team": "payments",
+        "tool": "claude-code",
+        "model": "claude-sonnet-4-5",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "developer": CLAUDE_POINT["user.account_uuid"],
+    }
+    return base | fields
+
+
+# -- metrics ---------------------------------------------------------------------------------------------------
+
+
+async def test_cumulative_claude_code_metrics_count_growth_and_spend_once() -> None:
+    sdk, state = Sdk(CUMULATIVE), MemoryCumulativeState()
+    tokens, cost = claude_meters(sdk)
+    tokens.add(1200, CLAUDE_POINT | {"type": "input"})
+    tokens.add(300, CLAUDE_POINT | {"type": "cacheRead"})
+    cost.add(0.5, CLAUDE_POINT)
+    first = await metrics(sdk.body(), state)
+    assert without_id_ts(first.events) == [
+        # Claude Code prices its own calls: the counts are never priced again, the spend comes from cost.usage.
+        claude(input_tokens=1200, cost_usd=0.0),
+        claude(cache_read_tokens=300, cost_usd=0.0),
+        claude(cost_usd=0.5),
+    ]
+    assert first.ignored == {}
+
+    tokens.add(50, CLAUDE_POINT | {"type": "input"})
+    tokens.add(7, CLAUDE_POINT | {"type": "output"})
+    cost.add(0.25, CLAUDE_POINT)
+    second = await metrics(sdk.body(), state)
+    # The exporter re-sends 1250 input tokens: only the 50 new ones count; the unchanged cacheRead series is silent.
+    assert without_id_ts(second.events) == [
+        claude(input_tokens=50, cost_usd=0.0),
+        claude(output_tokens=7, cost_usd=0.0),
+        claude(cost_usd=0.25),
+    ]
+    assert not {e["id"] for e in first.events} & {e["id"] for e in second.events}
+
+
+async def test_cumulative_retry_repeats_the_same_events_and_a_late_older_body_adds_nothing() -> None:
+    sdk, state = Sdk(CUMULATIVE), MemoryCumulativeState()
+    tokens, _ = claude_meters(sdk)
+    tokens.add(100, CLAUDE_POINT | {"type": "input"})
+    older = sdk.body()
+    tokens.add(40, CLAUDE_POINT | {"type": "input"})
+    newer = sdk.body()
+    assert [e["input_tokens"] for e in (await metrics(older, state)).events] == [100]
+    counted = await metrics(newer, state)
+    assert [e["input_tokens"] for e in counted.events] == [40]
+    # Retried after a failed answer: the same events with the same ids, which the pipeline deduplicates.
+    assert (await metrics(newer, state)).events == counted.events
+    assert (await metrics(older, state)).events == []
+
+
+async def test_a_restarted_process_starts_its_series_over() -> None:
+    state = MemoryCumulativeState()
+    for run, used in enumerate((100, 30)):
+        sdk = Sdk(CUMULATIVE)  # a new process: same resource and attributes, new start time
+        tokens, _ = claude_meters(sdk)
+        tokens.add(used, CLAUDE_POINT | {"type": "output"})
+        events = (await metrics(sdk.body(), state)).events
+        assert [e["output_tokens"] for e in events] == [used], f"run {run}"
+
+
+async def test_delta_points_count_as_they_are() -> None:
+    sdk = Sdk(DELTA)
+    tokens, cost = claude_meters(sdk)
+    tokens.add(1200, CLAUDE_POINT | {"type": "cacheCreation"})
+    cost.add(0.5, CLAUDE_POINT)
+    first = await metrics(sdk.body(), ForbiddenState())
+    tokens.add(50, CLAUDE_POINT | {"type": "cacheCreation"})
+    second = await metrics(sdk.body(), ForbiddenState())
+    assert without_id_ts(first.events) == [claude(cache_write_tokens=1200, cost_usd=0.0), claude(cost_usd=0.5)]
+    assert without_id_ts(second.events) == [claude(cache_write_tokens=50, cost_usd=0.0)]
+
+
+@pytest.mark.parametrize("temporality", [CUMULATIVE, DELTA])
+async def test_json_and_protobuf_bodies_give_the_same_events(temporality: AggregationTemporality) -> None:
+    sdk = Sdk(temporality)
+    tokens, cost = claude_meters(sdk)
+    tokens.add(1200, CLAUDE_POINT | {"type": "input"})
+    cost.add(0.5, CLAUDE_POINT)
+    request = sdk.request()
+    as_json = json_format.MessageToJson(request).encode()
+    assert b'"asInt": "1200"' in as_json  # 64-bit integers arrive as strings in OTLP JSON
+    from_protobuf = await metrics(request.SerializeToString())
+    from_json = await metrics(as_json, content_type="application/json; charset=utf-8")
+    assert from_json.events == from_protobuf.events  # same series keys, so the same ids either way
+
+
+async def test_gzip_body() -> None:
+    sdk = Sdk(DELTA)
+    tokens, _ = claude_meters(sdk)
+    tokens.add(1200, CLAUDE_POINT | {"type": "input"})
+    body = sdk.body()
+    plain = await metrics(body)
+    assert (await metrics(gzip.compress(body), content_encoding="gzip")).events == plain.events
+
+
+@pytest.mark.parametrize("temporality", [CUMULATIVE, DELTA])
+async def test_genai_token_histogram_sums(temporality: AggregationTemporality) -> None:
+    sdk, state = Sdk(temporality, {"service.name": "checkout-agent"}), MemoryCumulativeState()
+    usage = sdk.meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+    call = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.system": "openai"}
+    usage.record(120, call | {"gen_ai.token.type": "input"})
+    usage.record(80, call | {"gen_ai.token.type": "input"})
+    usage.record(30, call | {"gen_ai.token.type": "output"})
+    first = await metrics(sdk.body(), state)
+    usage.record(10, call | {"gen_ai.token.type": "input"})
+    second = await metrics(sdk.body(), state)
+    genai = {"type": "token", "team": "unassigned", "tool": "checkout-agent", "model": "gpt-4o"}
+    zero = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0}
+    # No cost_usd: the worker prices these from its table.
+    assert without_id_ts(first.events) == [genai | zero | {"input_tokens": 200}, genai | zero | {"output_tokens": 30}]
+    assert without_id_ts(second.events) == [genai | zero | {"input_tokens": 10}]
+
+
+@pytest.mark.parametrize(
+    "resource, point, team_keys, team",
+    [
+        ({"team.name": "payments"}, {"team": "checkout"}, None, "checkout"),  # the point wins
+        ({"team.name": "payments", "team.id": "t-7"}, {}, None, "t-7"),  # key order, then scope order
+        ({}, {}, None, "unassigned"),
+        ({"squad": "growth", "team": "payments"}, {}, ("squad",), "growth"),  # configured keys
+    ],
+)
+async def test_team_resolution(resource: dict, point: dict, team_keys: tuple | None, team: str) -> None:
+    sdk = Sdk(DELTA, {"service.name": "claude-code"} | resource)
+    tokens, _ = claude_meters(sdk)
+    tokens.add(5, {"type": "input", "model": "claude-haiku-4-5"} | point)
+    kw = {"team_keys": team_keys} if team_keys else {}
+    (event,) = (await metrics(sdk.body(), **kw)).events
+    assert event["team"] == team
+    assert "developer" not in event
+
+
+async def test_developer_falls_back_to_user_email_and_model_to_unknown() -> None:
+    sdk = Sdk(DELTA, {"team": "payments"})
+    cost = sdk.meter.create_counter("claude_code.cost.usage")
+    cost.add(0.01, {"user.email": "dev@example.com"})
+    (event,) = (await metrics(sdk.body())).events
+    assert (event["developer"], event["model"]) == ("dev@example.com", "unknown")
+    assert event["tool"] == "unknown_service:python"  # what the SDK names a service that did not name itself
+
+
+async def test_other_metrics_and_values_are_ignored_and_counted() -> None:
+    sdk = Sdk(DELTA)
+    tokens, _ = claude_meters(sdk)
+    tokens.add(5, CLAUDE_POINT | {"type": "reasoning"})
+    sessions = sdk.meter.create_counter("claude_code.session.count")
+    sessions.add(1, CLAUDE_POINT)
+    sessions.add(1, CLAUDE_POINT | {"session.id": "another"})
+    sdk.meter.create_counter("claude_code.lines_of_code.count").add(12, CLAUDE_POINT | {"type": "added"})
+    sdk.meter.create_gauge("gen_ai.client.token.usage").set(3, {"gen_ai.token.type": "input"})
+    result = await metrics(sdk.body())
+    assert result.events == []
+    assert result.ignored == {
+        "claude_code.token.usage (type=reasoning)": 1,
+        "claude_code.session.count": 2,
+        "claude_code.lines_of_code.count": 1,
+        "gen_ai.client.token.usage (gauge)": 1,
+    }
+
+
+async def test_unchanged_cumulative_totals_produce_no_events() -> None:
+    sdk, state = Sdk(CUMULATIVE), MemoryCumulativeState()
+    tokens, _ = claude_meters(sdk)
+    tokens.add(5, CLAUDE_POINT | {"type": "input"})
+    await metrics(sdk.body(), state)
+    assert (await metrics(sdk.body(), state)).events == []
+
+
+# -- the cumulative state ------------------------------------------------------------------------------------
+
+
+async def test_state_contract() -> None:
+    state = MemoryCumulativeState()
+    assert await state.delta("s", start=10, time=20, value=100) == 100  # new series: all since start is new
+    assert await state.delta("s", start=10, time=30, value=130) == 30
+    assert await state.delta("s", start=10, time=30, value=130) == 30  # retry: the same answer
+    assert await state.delta("s", start=10, time=25, value=110) == 0  # late older point: already included
+    assert await state.delta("s", start=10, time=40, value=20) == 20  # value dropped: counter reset
+    assert await state.delta("s", start=50, time=60, value=7) == 7  # new start time: process restarted
+    assert await state.delta("s", start=10, time=45, value=25) == 0  # late point of the previous run
+    assert await state.delta("s", start=50, time=70, value=9) == 2  # ...which did not disturb the current run
+
+
+async def test_memory_state_forgets_the_least_recently_updated_series_beyond_its_bound() -> None:
+    state = MemoryCumulativeState(max_series=2)
+    await state.delta("a", 0, 1, 10)
+    await state.delta("b", 0, 1, 10)
+    await state.delta("a", 0, 2, 11)
+    await state.delta("c", 0, 1, 10)  # evicts b, the least recently updated
+    assert await state.delta("a", 0, 3, 12) == 1
+    assert await state.delta("b", 0, 2, 15) == 15
+
+
+# Runs of a process (each with its own start time) reporting a growing total, each report possibly retried.
+runs = st.lists(
+    st.lists(st.tuples(st.integers(0, 1000), st.booleans()), min_size=1, max_size=8), min_size=1, max_size=4
+)
+
+
+@given(runs)
+async def test_cumulative_deltas_sum_to_the_real_usage(reported: list[list[tuple[int, bool]]]) -> None:
+    state, counted, real, time = MemoryCumulativeState(), 0.0, 0, 0
+    for run, increments in enumerate(reported):
+        total = 0
+        for increment, retried in increments:
+            total += increment
+            time += 1
+            answers = [await state.delta("series", start=run, time=time, value=total) for _ in range(1 + retried)]
+            # A retry gets the same answer, hence the same event id, which the pipeline deduplicates.
+            assert len(set(answers)) == 1
+            counted += answers[0]
+        real += total
+    assert counted == real
+
+
+# -- logs ------------------------------------------------------------------------------------------------------
+
+
+CLAUDE_API_REQUESTS = [
+    {
+        "type": "token",
+        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", "d82062e5-a22f-4f85-9914-a47cf3073a72", 15),
+        "ts": 1783909645.621,
+        "team": "unassigned",
+        "tool": "claude-code",
+        "model": "claude-fable-5",
+        "input_tokens": 4058,
+        "output_tokens": 181,
+        "cache_read_tokens": 14155,
+        "cache_write_tokens": 3707,
+        "cost_usd": 0.137925,
+    },
+    {
+        "type": "token",
+        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", "d82062e5-a22f-4f85-9914-a47cf3073a72", 17),
+        "ts": 1783909650.513,
+        "team": "unassigned",
+        "tool": "claude-code",
+        "model": "claude-opus-4-8",
+        "input_tokens": 2,
+        "output_tokens": 38,
+        "cache_read_tokens": 22087,
+        "cache_write_tokens": 0,
+        "cost_usd": 0.0120035,
+    },
+]
+CLAUDE_IGNORED = {
+    "claude_code.hook_execution_start": 4,
+    "claude_code.plugin_loaded": 2,
+    "claude_code.hook_registered": 6,
+    "claude_code.mcp_server_connection": 6,
+    "claude_code.hook_execution_complete": 4,
+    "claude_code.user_prompt": 1,
+    "claude_code.tool_decision": 1,
+    "claude_code.tool_result": 1,
+    "claude_code.api_refusal": 1,
+    "claude_code.assistant_response": 1,
+}
+
+
+def test_claude_code_api_requests() -> None:
+    result = logs(CLAUDE_LOGS)
+    assert result.events == CLAUDE_API_REQUESTS
+    assert result.ignored == CLAUDE_IGNORED
+
+
+def test_claude_code_logs_as_protobuf_and_gzip() -> None:
+    request = json_format.Parse(CLAUDE_LOGS, ExportLogsServiceRequest())
+    assert logs(request.SerializeToString(), PROTOBUF).events == CLAUDE_API_REQUESTS
+    assert logs(gzip.compress(CLAUDE_LOGS), content_encoding="gzip").events == CLAUDE_API_REQUESTS
+
+
+def test_token_logs_off_counts_api_requests_as_ignored() -> None:
+    result = logs(CLAUDE_LOGS, token_logs=False)
+    assert result.events == []
+    assert result.ignored == CLAUDE_IGNORED | {"claude_code.api_request": 2}
+
+
+def edited(body: bytes, edit) -> bytes:
+    request = json.loads(body)
+    edit(request["resourceLogs"][0]["scopeLogs"][0]["logRecords"])
+    return json.dumps(request).encode()
+
+
+def test_a_resource_without_service_name_is_an_unknown_tool() -> None:
+    request = json.loads(CLAUDE_LOGS)
+    request["resourceLogs"][0]["resource"]["attributes"] = []
+    events = logs(json.dumps(request).encode()).events
+    assert [e["tool"] for e in events] == ["unknown", "unknown"]
+
+
+def test_numbers_sent_as_strings() -> None:
+    def stringify(records: list[dict]) -> None:
+        for record in records:
+            for attribute in record["attributes"]:
+                value = attribute["value"]
+                if "intValue" in value or "doubleValue" in value:
+                    attribute["value"] = {"stringValue": str(value.popitem()[1])}
+
+    assert logs(edited(CLAUDE_LOGS, stringify)).events == CLAUDE_API_REQUESTS
+
+
+def test_an_unreadable_count_reaches_the_validator_which_rejects_it() -> None:
+    def garble(records: list[dict]) -> None:
+        for record in records:
+            for attribute in record["attributes"]:
+                if attribute["key"] == "output_tokens":
+                    attribute["value"] = {"stringValue": "lots"}
+
+    result = from_otlp_logs(edited(CLAUDE_LOGS, garble), content_type=JSON)
+    assert result.events[0]["output_tokens"] == "lots"
+    with pytest.raises(InvalidEvent, match="output_tokens"):
+        validate(result.events[0], NOW)
+
+
+def test_codex_export_holds_no_token_usage() -> None:
+    result = logs(CODEX_LOGS)
+    assert result.events == []
+    assert result.ignored == {"codex.user_prompt": 1, "codex.tool_result": 1}
+
+
+def codex_completed(records: list[dict]) -> None:
+    """The real Codex envelope, turned into the `codex.sse_event` that Codex's `sse_event_completed` logs."""
+    prompt = records[0]
+    kept = [a for a in prompt["attributes"] if a["key"] not in ("prompt", "prompt_length", "event.name")]
+    prompt["attributes"] = [
+        {"key": "event.name", "value": {"stringValue": "codex.sse_event"}},
+        {"key": "event.kind", "value": {"stringValue": "response.completed"}},
+        {"key": "input_token_count", "value": {"stringValue": "23"}},  # Display-formatted: strings
+        {"key": "output_token_count", "value": {"stringValue": "7"}},
+        {"key": "cached_token_count", "value": {"intValue": "5"}},
+        {"key": "reasoning_token_count", "value": {"intValue": "3"}},
+        {"key": "tool_token_count", "value": {"stringValue": "30"}},
+        *kept,
+    ]
+    records[1] = copy.deepcopy(prompt)  # a second completion, still streaming: no usage yet
+    records[1]["attributes"][1]["value"]["stringValue"] = "response.output_text.delta"
+
+
+def test_codex_completed_response() -> None:
+    result = logs(edited(CODEX_LOGS, codex_completed))
+    assert result.events == [
+        {
+            "type": "token",
+            "id": stable_id(
+                "otlp-log", "codex_exec", "codex.sse_event", "019f59f3-5434-7820-92cb-c5776b8665da", "2026-07-13T05:29:06.971Z"
+            ),
+            "ts": 1783920546.971,  # event.timestamp: Codex leaves the record's own time at 0
+            "team": "unassigned",
+            "tool": "codex_exec",
+            "model": "gpt-5.6-sol",
+            "input_tokens": 18,  # OpenAI's input count includes the 5 cached tokens
+            "output_tokens": 7,
+            "cache_read_tokens": 5,
+            "cache_write_tokens": 0,
+        }
+    ]
+    assert result.ignored == {"codex.sse_event": 1}
+
+
+def test_log_records_without_their_identifying_attributes_still_get_stable_ids() -> None:
+    def anonymise(records: list[dict]) -> None:
+        for record in records:
+            record["attributes"] = [a for a in record["attributes"] if a["key"] != "event.sequence"]
+
+    body = edited(CLAUDE_LOGS, anonymise)
+    first, again = logs(body).events, logs(body).events
+    assert [e["id"] for e in first] == [e["id"] for e in again]
+    assert len({e["id"] for e in first}) == 2
+
+
+# -- malformed bodies ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, content_type, content_encoding, error, message",
+    [
+        (b"\xff\xff\xff", PROTOBUF, None, BadPayload, "malformed OTLP application/x-protobuf"),
+        (CLAUDE_LOGS, PROTOBUF, None, BadPayload, "malformed"),  # JSON sent as protobuf
+        (b"{", JSON, None, BadPayload, "malformed OTLP application/json"),
+        (b'{"resourceLogs": 5}', JSON, None, BadPayload, "malformed"),
+        (b"\xff\xfe", JSON, None, BadPayload, "malformed"),
+        (CLAUDE_LOGS, "text/plain", None, UnsupportedContentType, "text/plain"),
+        (CLAUDE_LOGS, None, None, UnsupportedContentType, "None"),
+        (CLAUDE_LOGS, JSON, "br", BadPayload, "Content-Encoding 'br'"),
+        (CLAUDE_LOGS, JSON, "gzip", BadPayload, "malformed gzip"),  # says gzip, is not
+        (gzip.compress(CLAUDE_LOGS)[:-20], JSON, "gzip", BadPayload, "truncated gzip"),
+    ],
+)
+def test_malformed_bodies(body: bytes, content_type, content_encoding, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        from_otlp_logs(body, content_type=content_type, content_encoding=content_encoding)
+
+
+async def test_gzip_bomb_is_too_large() -> None:
+    bomb = gzip.compress(b"\0" * (2 * 1024 * 1024))
+    assert len(bomb) < 4096
+    with pytest.raises(PayloadTooLarge):
+        await from_otlp_metrics(
+            bomb, content_type=PROTOBUF, content_encoding="gzip", state=MemoryCumulativeState(), max_bytes=1024 * 1024
+        )
+    assert issubclass(PayloadTooLarge, BadPayload) and issubclass(BadPayload, ValueError)
