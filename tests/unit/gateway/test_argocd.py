@@ -29,7 +29,10 @@ APP: dict[str, Any] = {
     "metadata": {
         "name": "guestbook",
         "namespace": "argocd",
-        "annotations": {"notifications.argoproj.io/subscribe.aiyield.aiyield": "", "aiyield.io/environment": "production"},
+        "annotations": {
+            "notifications.argoproj.io/subscribe.aiyield.aiyield": "",
+            "aiyield.io/environment": "production",
+        },
     },
     "spec": {
         "source": {"repoURL": "https://github.com/argoproj/argocd-example-apps.git", "path": "guestbook"},

@@ -1,4 +1,4 @@
-"""OTLP adapter: metric bodies made by the real OpenTelemetry SDK, log bodies from real Claude Code and Codex exports."""
+"""OTLP adapter: metric bodies made by the real OpenTelemetry SDK, logs from real Claude Code and Codex exports."""
 
 import copy
 import gzip
@@ -37,7 +37,7 @@ CUMULATIVE, DELTA = AggregationTemporality.CUMULATIVE, AggregationTemporality.DE
 CLAUDE_RESOURCE = {"service.name": "claude-code", "service.version": "2.1.193", "team.name": "payments"}
 #: Point attributes as Claude Code sets them (its docs' standard attributes plus the metric's own).
 CLAUDE_POINT = {
-    "session.id": "d82062e5-a22f-4f85-9914-a47cf3073a72",
+    "session.id": "d82062e5-a22f-4f85-9914-a47cf3073a72",  # the session of the real Claude Code log export
     "user.account_uuid": "0b7e1b7a-0c07-4a4b-9c38-9c0f8b2b9f11",
     "organization.id": "8d4f7c33-5bd6-4f8e-a0d4-3b5f2e3b8c10",
     "terminal.type": "vscode",
@@ -324,10 +324,12 @@ async def test_cumulative_deltas_sum_to_the_real_usage(reported: list[list[tuple
 # -- logs ------------------------------------------------------------------------------------------------------
 
 
+CLAUDE_SESSION = "d82062e5-a22f-4f85-9914-a47cf3073a72"
+CODEX_CONVERSATION = "019f59f3-5434-7820-92cb-c5776b8665da"
 CLAUDE_API_REQUESTS = [
     {
         "type": "token",
-        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", "d82062e5-a22f-4f85-9914-a47cf3073a72", 15),
+        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", CLAUDE_SESSION, 15),
         "ts": 1783909645.621,
         "team": "unassigned",
         "tool": "claude-code",
@@ -340,7 +342,7 @@ CLAUDE_API_REQUESTS = [
     },
     {
         "type": "token",
-        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", "d82062e5-a22f-4f85-9914-a47cf3073a72", 17),
+        "id": stable_id("otlp-log", "claude-code", "claude_code.api_request", CLAUDE_SESSION, 17),
         "ts": 1783909650.513,
         "team": "unassigned",
         "tool": "claude-code",
@@ -450,9 +452,7 @@ def test_codex_completed_response() -> None:
     assert result.events == [
         {
             "type": "token",
-            "id": stable_id(
-                "otlp-log", "codex_exec", "codex.sse_event", "019f59f3-5434-7820-92cb-c5776b8665da", "2026-07-13T05:29:06.971Z"
-            ),
+            "id": stable_id("otlp-log", "codex_exec", "codex.sse_event", CODEX_CONVERSATION, "2026-07-13T05:29:06.971Z"),
             "ts": 1783920546.971,  # event.timestamp: Codex leaves the record's own time at 0
             "team": "unassigned",
             "tool": "codex_exec",

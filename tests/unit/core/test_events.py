@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pytest
+
+from aiyield.core.events import (
+    DeploymentEvent,
+    InvalidEvent,
+    PushEvent,
+    TaskEvent,
+    TokenEvent,
+    decode,
+    decode_lines,
+    envelope,
+    parse_items,
+    to_dict,
+    unpack,
+    validate,
+)
+from aiyield.core.pseudonym import Pseudonymiser
+
+NOW = 1_800_000_000.0
+TOKEN = {"type": "token", "id": "a", "ts": NOW - 10, "team": "t", "tool": "x", "model": "m", "input_tokens": 1, "output_tokens": 2}
+
+
+def reason(obj) -> str:
+    with pytest.raises(InvalidEvent) as info:
+        validate(obj, NOW)
+    return info.value.reason
+
+
+def test_each_type_parses_with_defaults():
+    tok = validate(TOKEN, NOW)
+    assert isinstance(tok, TokenEvent) and tok.cache_read_tokens == 0 and tok.cost_usd is None and tok.type == "token"
+    task = validate({"type": "task", "id": "b", "ts": NOW, "task_id": "T", "team": "t", "tool": "x", "status": "started"}, NOW)
+    assert isinstance(task, TaskEvent) and task.commits == []
+    push = validate({"type": "push", "id": "c", "ts": NOW, "repo": "r", "branch": "main", "commits": ["ABCDEF1", "1234567"]}, NOW)
+    assert isinstance(push, PushEvent) and push.head == "1234567" and push.commits == ["abcdef1", "1234567"]
+    dep = validate({"type": "deployment", "id": "d", "ts": NOW, "deploy_id": "1", "repo": "r", "environment": "prod",
+                    "status": "succeeded", "head": "ABCDEF1"}, NOW)
+    assert isinstance(dep, DeploymentEvent) and dep.head == "abcdef1"
+
+
+@pytest.mark.parametrize(
+    "ts, expected",
+    [("2027-01-15T08:00:00Z", 1800000000.0), ("2027-01-15T10:00:00+02:00", 1800000000.0), (1800000000, 1800000000.0),
+     (1799999999.5, 1799999999.5)],
+)
+def test_ts_forms(ts, expected):
+    assert validate({**TOKEN, "ts": ts}, NOW).ts == expected
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"type": "nope"}, "unknown event type 'nope'"),
+        ({"input_tokens": -1}, "Expected `int` >= 0 - at `$.input_tokens`"),
+        ({"input_tokens": 1.5}, "Expected `int`, got `float` - at `$.input_tokens`"),
+        ({"input_tokens": True}, "Expected `int`, got `bool`"),
+        ({"team": ""}, "length >= 1 - at `$.team`"),
+        ({"id": "x" * 129}, "length <= 128 - at `$.id`"),
+        ({"ts": NOW + 301}, "301s in the future"),
+        ({"ts": "2027-01-15T08:00:00"}, "UTC offset"),
+        ({"ts": "yesterday"}, "Invalid RFC3339"),
+        ({"cost_usd": -0.1}, ">= 0.0 - at `$.cost_usd`"),
+    ],
+)
+def test_one_clear_reason(change, fragment):
+    assert fragment in reason({**TOKEN, **change})
+
+
+def test_missing_fields_and_rules():
+    assert reason({k: v for k, v in TOKEN.items() if k != "model"}) == "Object missing required field `model`"
+    assert reason({k: v for k, v in TOKEN.items() if k != "type"}) == "missing required field `type`"
+    assert "an event must be a JSON object, got list" == reason([1])
+    task = {"type": "task", "id": "b", "ts": NOW, "task_id": "T", "team": "t", "tool": "x", "status": "completed"}
+    assert "repo is required when commits is non-empty" in reason({**task, "commits": ["abcdef1"]})
+    assert "Expected `str` matching regex" in reason({**task, "repo": "r", "commits": ["xyz"]})
+    assert "Invalid enum value 'done'" in reason({**task, "status": "done"})
+    dep = {"type": "deployment", "id": "d", "ts": NOW, "deploy_id": "1", "repo": "r", "environment": "prod", "status": "succeeded"}
+    assert "must carry commits or head" in reason(dep)
+    assert validate({**dep, "status": "failed"}, NOW).status == "failed"
+
+
+def test_future_limit_is_five_minutes():
+    assert validate({**TOKEN, "ts": NOW + 300}, NOW).ts == NOW + 300
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    assert validate({**TOKEN, "new_field": 1}, NOW).id == "a"
+
+
+def test_pseudonymisation_of_events_and_of_rejected_raw_items():
+    p = Pseudonymiser(b"k")
+    event = validate({**TOKEN, "developer": "alice@example.com"}, NOW, p)
+    assert event.developer.startswith("px:") and "alice" not in event.developer
+    with pytest.raises(InvalidEvent) as info:
+        validate({**TOKEN, "developer": "alice@example.com", "input_tokens": -1}, NOW, p)
+    assert info.value.raw["developer"] == event.developer
+
+
+def test_envelopes_batches_and_lines():
+    assert unpack({"events": [1, 2]}) == [1, 2]
+    assert unpack(TOKEN) == [TOKEN]
+    with pytest.raises(InvalidEvent, match="`events` must be a list"):
+        unpack({"events": 3})
+    good, bad = parse_items([TOKEN, {**TOKEN, "id": ""}, InvalidEvent("malformed JSON: x")], NOW)
+    assert [e.id for e in good] == ["a"] and [b.index for b in bad] == [1, 2]
+    items = decode_lines(b'{"a": 1}\n\nnot json\n[2]\n')
+    assert items[0] == {"a": 1} and isinstance(items[1], InvalidEvent) and items[2] == [2]
+    with pytest.raises(InvalidEvent, match="malformed JSON"):
+        decode(b"{")
+
+
+def test_round_trip_through_an_envelope():
+    event = validate(TOKEN, NOW)
+    [back] = unpack(decode(envelope([event])))
+    assert validate(back, NOW) == event
+    assert to_dict(event)["type"] == "token"
+
+
+def test_invalid_event_type_label_is_bounded():
+    assert InvalidEvent("x", {"type": "push"}).type == "push"
+    assert InvalidEvent("x", {"type": "nonsense"}).type == "unknown"
+    assert InvalidEvent("x", None).type == "unknown"
