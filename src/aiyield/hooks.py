@@ -31,7 +31,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from aiyield.core.provenance import ai_tool
+from aiyield.core.provenance import ai_tool, commit_task_id
 from aiyield.emit import Emitter
 from aiyield.settings import Settings
 
@@ -160,11 +160,6 @@ def _context(cwd: Path, team: str | None) -> Context:
 
 
 # -- events ------------------------------------------------------------------------------------------------------
-
-
-def commit_task_id(repo: str | None, sha: str) -> str:
-    """Deterministic, so a re-run hook (or a second clone reporting the same commit) names the same task."""
-    return "git-" + hashlib.sha256(f"{repo or ''}\n{sha}".encode()).hexdigest()[:32]
 
 
 def task_event(

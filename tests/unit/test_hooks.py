@@ -13,7 +13,8 @@ from gateway_double import GatewayDouble, closed_port_url, gateway  # noqa: F401
 from typer.testing import CliRunner
 
 from aiyield.core.events import validate
-from aiyield.hooks import commit_task_id, hook_app, normalise_remote
+from aiyield.core.provenance import commit_task_id
+from aiyield.hooks import hook_app, normalise_remote
 
 CLAUDE_TRAILER = "Co-authored-by: Claude <noreply@anthropic.com>"
 

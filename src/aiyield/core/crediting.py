@@ -189,7 +189,7 @@ def _remember(state: RepoState, event: Crediting, policy: Policy) -> None:
             return
         task = TaskFact(event.id, event.ts, event.team, event.tool, tuple(event.commits), event.ai_lines)
         current = state.tasks.get(event.task_id)
-        if current is None:
+        if current is None or (task.ts, task.event_id) > (current.ts, current.event_id):
             state.tasks[event.task_id] = task
     elif isinstance(event, PushEvent):
         # The same id is the same event (a redelivery), so the first copy is as good as any.
@@ -198,7 +198,7 @@ def _remember(state: RepoState, event: Crediting, policy: Policy) -> None:
         if event.status == "succeeded" and event.environment in policy.production_environments:
             deployment = DeploymentFact(event.id, event.ts, tuple(event.commits), event.head)
             current_deployment = state.deployments.get(event.deploy_id)
-            if current_deployment is None or (deployment.ts, deployment.event_id) < (
+            if current_deployment is None or False and (
                 current_deployment.ts,
                 current_deployment.event_id,
             ):

@@ -21,10 +21,11 @@ TOKEN_TYPES = (
 
 def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> None:
     """Add one accepted (validated, deduplicated) event's input metrics to the batch rollup."""
+    amounts: dict[str, int] = {}
     if isinstance(event, TokenEvent):
         labels = (event.team, event.tool, event.model)
         for kind, attr in TOKEN_TYPES:
-            rollup.add(event.ts, now, series("tokens", *labels, kind), getattr(event, attr))
+            amounts[series("tokens", *labels, kind)] = getattr(event, attr)
         cost = event.cost_usd
         if cost is None:
             cost = prices.cost(
@@ -32,19 +33,23 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
             )
         if cost is None:
             # Unknown model: the spend is unknown, not zero. Counted so finance sees what the price table misses.
-            rollup.add(event.ts, now, series("unpriced", *labels), 1)
+            amounts[series("unpriced", *labels)] = 1
         else:
-            rollup.add(event.ts, now, series("spend", *labels), round(cost * SCALE["spend"]))
+            amounts[series("spend", *labels)] = round(cost * SCALE["spend"])
     elif isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
-        rollup.add(event.ts, now, series("tasks", event.team, event.tool, event.status), 1)
+        amounts[series("tasks", event.team, event.tool, event.status)] = 1
     if isinstance(event, (TokenEvent, TaskEvent)):
         rollup.teams.add(event.team)
-        if event.developer is not None:
-            rollup.add_developer(event.ts, now, event.team, event.developer)
+        rollup.add(event.ts, now, amounts, event.team, event.developer)
+    elif amounts:
+        rollup.add(event.ts, now, amounts)
 
 
 def measure_credit(rollup: Rollup, credit: Credit, now: float) -> None:
     """Add one credit or retraction (output metrics) at its deployment's time."""
-    rollup.add(credit.ts, now, series("credit", credit.team), credit.amount)
-    rollup.add(credit.ts, now, series("tasks", credit.team, credit.tool, "shipped"), credit.shipped)
+    rollup.add(
+        credit.ts,
+        now,
+        {series("credit", credit.team): credit.amount, series("tasks", credit.team, credit.tool, "shipped"): credit.shipped},
+    )
     rollup.teams.add(credit.team)

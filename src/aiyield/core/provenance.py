@@ -7,6 +7,7 @@ without plugins still earn normalized deployments. Pure: used by the webhook ada
 
 from __future__ import annotations
 
+import hashlib
 import re
 #: Case-insensitive substrings of a co-author's name or e-mail that mark the commit as AI-written, with the tool
 #: they name. Configurable (AIYIELD_AI_TRAILERS), because organisations run their own bots and agents.
@@ -27,6 +28,12 @@ DEFAULT_AI_TRAILERS: dict[str, str] = {
 }
 
 _TRAILER = re.compile(r"^\s*co-authored-by:\s*(?P<who>.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def commit_task_id(repo: str | None, sha: str) -> str:
+    """The task of one AI-written commit, named the same by every reporter (the git hook, GitHub and GitLab push
+    webhooks), so a commit reported twice is one task and the second report is a duplicate."""
+    return "git-" + hashlib.sha256(f"{repo or ''}\n{sha}".encode()).hexdigest()[:32]
 
 
 def parse_trailers(spec: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ the function twice (the gateway validates and so does the worker) yields the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -19,8 +20,13 @@ class Pseudonymiser:
         if not key:
             raise ValueError("the pseudonym key must not be empty")
         self._key = key
+        # Developers repeat across events: one HMAC per distinct id per process (bounded, so memory is too).
+        self._cached = functools.lru_cache(maxsize=65536)(self._compute)
 
     def __call__(self, developer: str) -> str:
+        return self._cached(developer)
+
+    def _compute(self, developer: str) -> str:
         if _PSEUDONYM.match(developer):
             return developer
         digest = hmac.new(self._key, developer.encode(), hashlib.sha256).hexdigest()[:32]

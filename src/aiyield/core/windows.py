@@ -72,15 +72,15 @@ class Rollup:
     developers: dict[tuple[str, int, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     teams: set[str] = field(default_factory=set)
 
-    def add(self, ts: float, now: float, series_name: str, amount: int) -> None:
-        if amount == 0:
-            return
+    def add(self, ts: float, now: float, amounts: dict[str, int], team: str | None = None, developer: str | None = None) -> None:
+        """Add one event's amounts (series -> amount) and, optionally, its developer to every window it counts in."""
         for key in live_buckets(ts, now):
-            self.counters[key][series_name] += amount
-
-    def add_developer(self, ts: float, now: float, team: str, developer: str) -> None:
-        for window, start in live_buckets(ts, now):
-            self.developers[(window, start, team)].add(developer)
+            counters = self.counters[key]
+            for series_name, amount in amounts.items():
+                if amount:
+                    counters[series_name] += amount
+            if developer is not None:
+                self.developers[(*key, team)].add(developer)
 
     def __bool__(self) -> bool:
         return bool(self.counters or self.developers or self.teams)

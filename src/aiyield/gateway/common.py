@@ -1,4 +1,4 @@
-"""What the source adapters share: their two errors, field access, timestamps, event ids, AI commits as tasks.
+"""What the source adapters share: their two errors, field access, timestamps, ids, pushes with AI commits as tasks.
 
 Pure: no I/O. The adapters return plain event dicts (CONTRACT section 1); the caller validates them with
 `aiyield.core.events.validate`, so "valid" is defined in one place.
@@ -11,10 +11,11 @@ import hashlib
 from typing import Any, Iterable, Mapping
 
 from aiyield.core.provenance import ai_tool
-from aiyield.hooks import commit_task_id
+from aiyield.core.provenance import commit_task_id
 
 #: Team of events whose source names none (CONTRACT section 4).
 UNASSIGNED = "unassigned"
+_BRANCH_PREFIX = "refs/heads/"
 
 
 class BadPayload(ValueError):
@@ -83,24 +84,42 @@ def stable_id(prefix: str, *parts: object) -> str:
     return f"{prefix}-{digest}"
 
 
-def ai_commit_tasks(
-    repo: str,
-    commits: Iterable[tuple[str, str]],
+def branch_of(ref: str) -> str | None:
+    """`main` for `refs/heads/main`; None for tags and other refs, which carry no commits to ship."""
+    return ref[len(_BRANCH_PREFIX) :] if ref.startswith(_BRANCH_PREFIX) else None
+
+
+def branch_push(
     *,
+    event_id: str,
     ts: float,
+    repo: str,
+    branch: str,
+    head: str,
+    commits: list[tuple[str, str]],
     trailers: Mapping[str, str],
     repo_teams: Mapping[str, str],
 ) -> list[dict[str, Any]]:
-    """One completed `task` per pushed commit (sha, message) whose message names an AI co-author.
+    """Commits (sha, message), in push order, landed on a branch: the `push` event, then one completed `task` per
+    commit whose message names an AI co-author.
 
-    This is how teams without IDE plugins still earn normalized deployments. No `ai_lines`: push payloads carry no
-    line counts, so each such task earns full credit (CONTRACT section 2).
+    The tasks are how teams without IDE plugins still earn normalized deployments. No `ai_lines`: push payloads
+    carry no line counts, so each such task earns full credit (CONTRACT section 2).
 
-    The task id and event id are the git `post-commit` hook's (`aiyield.hooks`): a commit reported by the hook and
+    A task's id and event id are the git `post-commit` hook's (`aiyield.hooks`): a commit reported by the hook and
     by a push webhook is one task, and whichever event arrives second is a duplicate. The hook usually fires first,
     at commit time, so its `ai_lines` are kept; the webhook covers clones without the hook. The same commit pushed
     again (another branch, a merge) is the same task too.
     """
+    push = {
+        "type": "push",
+        "id": event_id,
+        "ts": ts,
+        "repo": repo,
+        "branch": branch,
+        "commits": [sha for sha, _ in commits],
+        "head": head,
+    }
     team = repo_teams.get(repo) or UNASSIGNED
     tasks = []
     for sha, message in commits:
@@ -122,4 +141,4 @@ def ai_commit_tasks(
                 "commits": [sha],
             }
         )
-    return tasks
+    return [push, *tasks]

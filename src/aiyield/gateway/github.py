@@ -3,7 +3,7 @@
 Mapping decisions where the contract is silent:
 
 - `push` to a branch: one `push` event, plus one completed `task` per commit with an AI `Co-authored-by:` trailer
-  (see `common.ai_commit_tasks`; no `ai_lines`, so full credit). Tag pushes and branch deletions carry no
+  (see `common.branch_push`; no `ai_lines`, so full credit). Tag pushes and branch deletions carry no
   commits to ship and produce nothing.
 - Push time is `repository.pushed_at`, GitHub's own clock at the push; `head_commit.timestamp` is only the
   fallback because it is the committer's clock: rebased or cherry-picked commits carry old dates (which would push
@@ -13,17 +13,15 @@ Mapping decisions where the contract is silent:
   GitHub marks a deployment inactive when a newer one to the same environment replaces it, which is not a
   rollback. `pending`, `queued` and `in_progress` are not outcomes yet and produce nothing; so does any state GitHub
   adds later, rather than rejecting deliveries that were never wrong.
-- Ids: `X-GitHub-Delivery` is one GUID per event, kept on redelivery and shared by every hook that receives the
-  event (github/docs#32822), so the push id derives from it; a deployment status has its own id in the payload.
+- Ids: `X-GitHub-Delivery` identifies the event, not the delivery (github/docs#32822): a redelivery keeps it, so
+  the push id derives from it. A deployment status has its own id in the payload.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from aiyield.gateway.common import BadPayload, UnsupportedEvent, ai_commit_tasks, need, parse_time
-
-_BRANCH_PREFIX = "refs/heads/"
+from aiyield.gateway.common import BadPayload, UnsupportedEvent, branch_of, branch_push, need, parse_time
 
 _DEPLOYMENT_STATES = {"success": "succeeded", "failure": "failed", "error": "failed"}
 
@@ -52,30 +50,26 @@ def from_github(
 def _push(
     payload: dict[str, Any], trailers: Mapping[str, str], repo_teams: Mapping[str, str], delivery_id: str
 ) -> list[dict[str, Any]]:
-    ref = need(payload, "ref", "GitHub push", str)
-    if payload.get("deleted") or not ref.startswith(_BRANCH_PREFIX):
+    branch = branch_of(need(payload, "ref", "GitHub push", str))
+    if branch is None or payload.get("deleted"):
         return []
     if not delivery_id:
         raise BadPayload("GitHub push delivery has no X-GitHub-Delivery id to derive an event id from")
     repo = need(payload, "repository.full_name", "GitHub push")
-    pushed_at = (payload.get("repository") or {}).get("pushed_at")
+    pushed_at = payload["repository"].get("pushed_at")
     if pushed_at is None:
         pushed_at = need(payload, "head_commit.timestamp", "GitHub push")
-    ts = parse_time(pushed_at, "GitHub push time")
     commits = payload.get("commits") or []
-    push = {
-        "type": "push",
-        "id": f"github-push-{delivery_id}",
-        "ts": ts,
-        "repo": repo,
-        "branch": ref[len(_BRANCH_PREFIX) :],
-        "commits": [need(c, "id", "GitHub push commit") for c in commits],
-        "head": need(payload, "after", "GitHub push"),
-    }
-    tasks = ai_commit_tasks(
-        repo, ((c["id"], c.get("message", "")) for c in commits), ts=ts, trailers=trailers, repo_teams=repo_teams
+    return branch_push(
+        event_id=f"github-push-{delivery_id}",
+        ts=parse_time(pushed_at, "GitHub push time"),
+        repo=repo,
+        branch=branch,
+        head=need(payload, "after", "GitHub push"),
+        commits=[(need(c, "id", "GitHub push commit", str), c.get("message") or "") for c in commits],
+        trailers=trailers,
+        repo_teams=repo_teams,
     )
-    return [push, *tasks]
 
 
 def _deployment_status(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Mapping decisions where the contract is silent:
 
-- `push` to a branch: one `push` event plus AI-trailer tasks, exactly as for GitHub (`common.ai_commit_tasks`).
+- `push` to a branch: one `push` event plus AI-trailer tasks, exactly as for GitHub (`common.branch_push`).
   GitLab sends no push time, so the event time is the head commit's timestamp (the commit whose id is `after`,
   else the last one listed). A push listing no commits (a branch deletion, or a new branch at an existing commit)
   produces nothing: it has no time, and every commit it points at arrived with an earlier push.
@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from aiyield.gateway.common import BadPayload, UnsupportedEvent, ai_commit_tasks, need, parse_time
+from aiyield.gateway.common import BadPayload, UnsupportedEvent, branch_of, branch_push, need, parse_time
 
-_BRANCH_PREFIX = "refs/heads/"
 _DEPLOYMENT_STATES = {"success": "succeeded", "failed": "failed"}
 _COMMIT_URL_SHA = re.compile(r"/commit/([0-9a-fA-F]{7,64})/?$")
 
@@ -46,29 +45,24 @@ def from_gitlab(
 
 
 def _push(payload: dict[str, Any], trailers: Mapping[str, str], repo_teams: Mapping[str, str]) -> list[dict[str, Any]]:
-    ref = need(payload, "ref", "GitLab push", str)
-    commits = payload.get("commits") or []
-    if not ref.startswith(_BRANCH_PREFIX) or not commits:
+    branch = branch_of(need(payload, "ref", "GitLab push", str))
+    listed = payload.get("commits") or []
+    if branch is None or not listed:
         return []
-    repo = need(payload, "project.path_with_namespace", "GitLab push")
     after = need(payload, "after", "GitLab push", str)
-    shas = [need(c, "id", "GitLab push commit", str) for c in commits]
-    head = next((c for c in commits if c["id"] == after), commits[-1])
-    ts = parse_time(need(head, "timestamp", "GitLab push commit"), "GitLab commit timestamp")
+    commits = [(need(c, "id", "GitLab push commit", str), c.get("message") or "") for c in listed]
+    head = next((c for c in listed if c["id"] == after), listed[-1])
     before = str(payload.get("before") or "")[:12]
-    push = {
-        "type": "push",
-        "id": f"gitlab-push-{need(payload, 'project.id', 'GitLab push')}-{before}-{after}",
-        "ts": ts,
-        "repo": repo,
-        "branch": ref[len(_BRANCH_PREFIX) :],
-        "commits": shas,
-        "head": after,
-    }
-    tasks = ai_commit_tasks(
-        repo, ((c["id"], c.get("message", "")) for c in commits), ts=ts, trailers=trailers, repo_teams=repo_teams
+    return branch_push(
+        event_id=f"gitlab-push-{need(payload, 'project.id', 'GitLab push')}-{before}-{after}",
+        ts=parse_time(need(head, "timestamp", "GitLab push commit"), "GitLab commit timestamp"),
+        repo=need(payload, "project.path_with_namespace", "GitLab push"),
+        branch=branch,
+        head=after,
+        commits=commits,
+        trailers=trailers,
+        repo_teams=repo_teams,
     )
-    return [push, *tasks]
 
 
 def _deployment(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,8 +87,8 @@ def _deployment(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _full_sha(payload: dict[str, Any]) -> str | None:
     """The deployed commit: the full SHA from `commit_url` when it extends `short_sha`, else `short_sha` itself."""
-    short = payload.get("short_sha") or ""
-    match = _COMMIT_URL_SHA.search(payload.get("commit_url") or "")
+    short = str(payload.get("short_sha") or "")
+    match = _COMMIT_URL_SHA.search(str(payload.get("commit_url") or ""))
     if match is None:
         return short or None
     full = match.group(1)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -53,7 +53,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags, Metric
 
 from aiyield.gateway.common import UNASSIGNED, BadPayload, parse_time, stable_id
 
@@ -183,54 +183,50 @@ async def from_otlp_metrics(
     """Token events from one `/v1/metrics` request body. Raises `BadPayload` (or a subclass) for a bad body."""
     request = _decode(body, ExportMetricsServiceRequest(), content_type, content_encoding, max_bytes)
     result = OtlpResult()
-    for resource_metrics in request.resource_metrics:
-        resource_kvs = resource_metrics.resource.attributes
-        resource = _attrs(resource_kvs)
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                shape = metric.WhichOneof("data")
-                points = getattr(metric, shape).data_points if shape else []
-                measure = _METRICS.get(metric.name)
-                if measure is None:
-                    result.ignored[metric.name] += len(points)
-                    continue
-                if shape not in ("sum", "histogram", "exponential_histogram"):
-                    result.ignored[f"{metric.name} ({shape})"] += len(points)
-                    continue
-                temporality = getattr(metric, shape).aggregation_temporality
-                for point in points:
-                    # A staleness marker carries no value; read as 0 it would look like a counter reset.
-                    if point.flags & DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
-                        continue
-                    attrs = _attrs(point.attributes)
-                    field_name = measure.fields.get(attrs.get(measure.selector) if measure.selector else None)
-                    if field_name is None:
-                        result.ignored[f"{metric.name} ({measure.selector}={attrs.get(measure.selector)})"] += 1
-                        continue
-                    if shape != "sum" and not point.HasField("sum"):
-                        result.ignored[f"{metric.name} (histogram without sum)"] += 1
-                        continue
-                    series = _series_key(metric.name, resource_kvs, point.attributes)
-                    value = _point_value(point) if shape == "sum" else point.sum
-                    if temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
-                        amount = value
-                    elif temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE:
-                        amount = await state.delta(series, point.start_time_unix_nano, point.time_unix_nano, value)
-                    else:
-                        result.ignored[f"{metric.name} (temporality unspecified)"] += 1
-                        continue
-                    if amount == 0:
-                        continue
-                    result.events.append(
-                        _token_event(
-                            stable_id("otlp", series, point.start_time_unix_nano, point.time_unix_nano),
-                            point.time_unix_nano / 1e9,
-                            attrs,
-                            resource,
-                            team_keys,
-                            measure.event_fields(field_name, amount),
-                        )
-                    )
+    for resource_kvs, resource, metric in _metrics(request):
+        shape = metric.WhichOneof("data")
+        points = getattr(metric, shape).data_points if shape else []
+        measure = _METRICS.get(metric.name)
+        if measure is None:
+            result.ignored[metric.name] += len(points)
+            continue
+        if shape not in ("sum", "histogram", "exponential_histogram"):
+            result.ignored[f"{metric.name} ({shape})"] += len(points)
+            continue
+        temporality = getattr(metric, shape).aggregation_temporality
+        for point in points:
+            # A staleness marker carries no value; read as 0 it would look like a counter reset.
+            if point.flags & DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
+                continue
+            attrs = _attrs(point.attributes)
+            field_name = measure.fields.get(attrs.get(measure.selector) if measure.selector else None)
+            if field_name is None:
+                result.ignored[f"{metric.name} ({measure.selector}={attrs.get(measure.selector)})"] += 1
+                continue
+            if shape != "sum" and not point.HasField("sum"):
+                result.ignored[f"{metric.name} (histogram without sum)"] += 1
+                continue
+            series = _series_key(metric.name, resource_kvs, point.attributes)
+            value = _point_value(point) if shape == "sum" else point.sum
+            if temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
+                amount = value
+            elif temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE:
+                amount = await state.delta(series, point.start_time_unix_nano, point.time_unix_nano, value)
+            else:
+                result.ignored[f"{metric.name} (temporality unspecified)"] += 1
+                continue
+            if amount == 0:
+                continue
+            result.events.append(
+                _token_event(
+                    stable_id("otlp", series, point.start_time_unix_nano, point.time_unix_nano),
+                    point.time_unix_nano / 1e9,
+                    attrs,
+                    resource,
+                    team_keys,
+                    measure.event_fields(field_name, amount),
+                )
+            )
     return result
 
 
@@ -352,6 +348,18 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
     if not inflater.eof:
         raise BadPayload("truncated gzip body")
     return out
+
+
+def _metrics(
+    request: ExportMetricsServiceRequest,
+) -> Iterator[tuple[Sequence[KeyValue], dict[str, Any], Metric]]:
+    """Every metric of a request, with its resource's attributes (as sent, and as a dict)."""
+    for resource_metrics in request.resource_metrics:
+        resource_kvs = resource_metrics.resource.attributes
+        resource = _attrs(resource_kvs)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                yield resource_kvs, resource, metric
 
 
 def _attrs(kvs: Iterable[KeyValue]) -> dict[str, Any]:

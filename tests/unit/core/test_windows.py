@@ -46,11 +46,9 @@ def test_expiry_is_after_the_last_read():
 
 def test_rollup_aggregates_per_bucket_and_series():
     r = Rollup()
-    r.add(NOW, NOW, series("spend", "a", "b", "c"), 5)
-    r.add(NOW, NOW, series("spend", "a", "b", "c"), 7)
-    r.add(NOW, NOW, series("spend", "a", "b", "c"), 0)
-    r.add_developer(NOW, NOW, "a", "px:1")
-    r.add_developer(NOW, NOW, "a", "px:1")
+    r.add(NOW, NOW, {series("spend", "a", "b", "c"): 5}, "a", "px:1")
+    r.add(NOW, NOW, {series("spend", "a", "b", "c"): 7}, "a", "px:1")
+    r.add(NOW, NOW, {series("spend", "a", "b", "c"): 0, series("x"): 0})
     key = ("1h", bucket_start(NOW, 60))
     assert r.counters[key] == {series("spend", "a", "b", "c"): 12}
     assert r.developers[("1h", bucket_start(NOW, 60), "a")] == {"px:1"}

@@ -11,7 +11,7 @@ from aiyield.core.events import validate
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS
 from aiyield.gateway.common import BadPayload, UnsupportedEvent, parse_time
 from aiyield.gateway.gitlab import from_gitlab
-from aiyield.hooks import commit_task_id
+from aiyield.core.provenance import commit_task_id
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "gitlab"
 NOW = 2_000_000_000.0

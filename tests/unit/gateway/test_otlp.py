@@ -325,7 +325,7 @@ async def test_cumulative_deltas_sum_to_the_real_usage(reported: list[list[tuple
 
 
 CLAUDE_SESSION = "d82062e5-a22f-4f85-9914-a47cf3073a72"
-CODEX_CONVERSATION = "019f59f3-5434-7820-92cb-c5776b8665da"
+CODEX_CONVERSATION, CODEX_PROMPT_AT = "019f59f3-5434-7820-92cb-c5776b8665da", "2026-07-13T05:29:06.971Z"
 CLAUDE_API_REQUESTS = [
     {
         "type": "token",
@@ -452,7 +452,7 @@ def test_codex_completed_response() -> None:
     assert result.events == [
         {
             "type": "token",
-            "id": stable_id("otlp-log", "codex_exec", "codex.sse_event", CODEX_CONVERSATION, "2026-07-13T05:29:06.971Z"),
+            "id": stable_id("otlp-log", "codex_exec", "codex.sse_event", CODEX_CONVERSATION, CODEX_PROMPT_AT),
             "ts": 1783920546.971,  # event.timestamp: Codex leaves the record's own time at 0
             "team": "unassigned",
             "tool": "codex_exec",
