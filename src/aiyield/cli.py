@@ -81,7 +81,7 @@ def gateway(
     log_level: str = typer.Option("info"),
 ) -> None:
     """Serve the HTTP ingest gateway: events, GitHub/GitLab/Argo CD webhooks, OTLP metrics and logs."""
-    from aiyield.gateway.server import run_gateway
+    from aiyield.gateway.app import run_gateway
 
     _logging(log_level)
     run_gateway(_require(_settings(gateway_port=gateway_port)))

@@ -56,6 +56,29 @@ class Pipeline:
         self.workers.append(proc)
         return proc
 
+    def start_gateway(self, **env: str) -> str:
+        """A real `aiyield gateway` process on a free port; returns its base URL once /healthz answers."""
+        port = free_port()
+        log = open(self.logdir / "gateway.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aiyield", "gateway", "--gateway-port", str(port)],
+            env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError((self.logdir / "gateway.log").read_text())
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 60, "the gateway to answer /healthz")
+        return url
+
     def send(self, events: list[dict]) -> None:
         self.publisher.publish_events(self.settings.events_topic, events)
 

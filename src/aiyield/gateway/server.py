@@ -14,6 +14,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from aiyield.core.events import InvalidEvent, Rejected, decode, decode_lines, envelope, parse_items, to_dict, unpack
 from aiyield.core.pseudonym import Pseudonymiser
@@ -57,7 +58,24 @@ def accepted(count: int, rejected: list[Rejected]) -> web.Response:
     )
 
 
+class GatewayMetrics:
+    """The gateway's own metrics, on its GET /metrics: requests by route and status, deliveries it ignored."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "aiyield_gateway_requests", "Requests by route and status.", ["route", "status"], registry=self.registry
+        )
+        self.ignored = Counter(
+            "aiyield_gateway_ignored",
+            "Webhook deliveries and OTLP data points or log records that carried nothing aiyield reads.",
+            ["source"],
+            registry=self.registry,
+        )
+
+
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
+METRICS_KEY = web.AppKey("gateway_metrics", GatewayMetrics)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
 
@@ -91,6 +109,10 @@ async def post_events(request: web.Request) -> web.Response:
     return accepted(count, rejected)
 
 
+async def get_metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(request.app[METRICS_KEY].registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -118,35 +140,9 @@ async def access_and_errors(request: web.Request, handler: Handler) -> web.Strea
         log.error("kafka publish failed for %s: %s", request.path, exc)
         return error(503, "events could not be written to Kafka; retry later")
     finally:
+        resource = request.match_info.route.resource
+        request.app[METRICS_KEY].requests.labels(resource.canonical if resource else "unmatched", str(status)).inc()
         access_log.info(
             "method=%s path=%s status=%d ms=%.1f accepted=%s",
             request.method, request.path, status, (time.perf_counter() - started) * 1000, request.get("accepted", "-"),
         )
-
-
-def create_app(settings: Settings, publisher: Publisher, ready: Callable[[], bool], extra_routes: list[web.RouteDef] = ()) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[access_and_errors])
-    app[GATEWAY_KEY] = Gateway(settings, publisher, ready)
-    app.add_routes(
-        [
-            web.post("/v1/events", post_events),
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            *extra_routes,
-        ]
-    )
-    return app
-
-
-def run_gateway(settings: Settings) -> None:
-    from aiyield.embedded import kafka_ready
-    from aiyield.gateway.routes import source_routes
-    from aiyield.kafka import ensure_topics
-
-    if settings.using_dev_pseudonym_key:
-        log.warning("AIYIELD_PSEUDONYM_KEY is not set: using the built-in development key (not for production)")
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
-    app = create_app(settings, publisher, lambda: kafka_ready(settings.kafka), source_routes(settings))
-    app.on_cleanup.append(lambda _app: asyncio.get_running_loop().run_in_executor(None, publisher.close))
-    web.run_app(app, port=settings.gateway_port, print=None, access_log=None)
