@@ -344,7 +344,7 @@ def up(
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
-        console.print("stopping…")
+        console.print("\nstopping…")
 
 
 def _http_ok(url: str) -> bool:

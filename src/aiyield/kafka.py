@@ -137,6 +137,9 @@ class Publisher:
         self._producer.flush(10)
         self._closed.set()
         self._poller.join(1)
+        # Destroy the client now, while the broker is still up: destroyed later (at exit, after an embedded broker
+        # stopped) it logs connection errors that are no error at all.
+        del self._producer
 
 
 def _settle(fut: asyncio.Future, err) -> None:

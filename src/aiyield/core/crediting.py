@@ -17,7 +17,9 @@ Two rules depend on `now` and therefore, by design, on arrival time:
   join may already be expired, and a rollback that old falls after its deployment's credits became final;
 - facts past the horizon are expired. Expiry never changes a credit: a credit whose deployment expires stands for
   good and its task is remembered as settled (so a late redeploy cannot credit it twice) for as long as anything
-  could still join it.
+  could still join it. Deployments expire once `join_window + survival_window` old, as that is when their credits
+  become final; the price is that a task completed more than `survival_window` after a deployment, whose event
+  arrives after that deployment expired, is not shipped by it.
 
 Pure: no I/O, no clock; `now` is passed in.
 """
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Generic, Iterable, Sequence, TypeVar
+from typing import Generic, Sequence, TypeVar
 
 import msgspec
 
@@ -38,11 +40,14 @@ from aiyield.core.windows import SCALE
 #: (GitLab sends short SHAs in places, git abbreviates to 7).
 SHORT_SHA = 7
 
-Crediting = TaskEvent | PushEvent | DeploymentEvent
+#: The events `apply` folds in (anything else passed to it is ignored).
+CreditingEvent = TaskEvent | PushEvent | DeploymentEvent
 
 
 @dataclass(frozen=True)
 class Policy:
+    """The configurable rules of CONTRACT section 2, with its defaults."""
+
     production_environments: frozenset[str] = frozenset({"production", "prod"})
     full_credit_lines: int = 10
     join_window: float = 7 * 86400  # seconds
@@ -147,7 +152,7 @@ def is_relevant(event: object) -> bool:
 
 
 def apply(
-    state: RepoState | None, events: Sequence[Crediting], policy: Policy, now: float
+    state: RepoState | None, events: Sequence[CreditingEvent], policy: Policy, now: float
 ) -> tuple[RepoState | None, list[Credit]]:
     """Add one batch of one repo's events; return the new state (None when empty) and the credit deltas it causes.
 
@@ -180,34 +185,40 @@ def _copy(state: RepoState) -> RepoState:
     )
 
 
-def _remember(state: RepoState, event: Crediting, policy: Policy) -> None:
+def _remember(state: RepoState, event: CreditingEvent, policy: Policy) -> None:
     """Fold one event into the state. Each rule keeps a deterministic winner, so arrival order never matters."""
     if isinstance(event, TaskEvent):
-        if event.task_id in state.settled:
-            # Already credited for good; only keep the mark alive as long as the task keeps reporting.
-            state.settled[event.task_id] = max(state.settled[event.task_id], event.ts)
-            return
-        task = TaskFact(event.id, event.ts, event.team, event.tool, tuple(event.commits), event.ai_lines)
-        current = state.tasks.get(event.task_id)
-        if current is None or (task.ts, task.event_id) > (current.ts, current.event_id):
-            state.tasks[event.task_id] = task
+        _remember_task(state, event)
     elif isinstance(event, PushEvent):
         # The same id is the same event (a redelivery), so the first copy is as good as any.
         state.pushes.setdefault(event.id, PushFact(event.id, event.ts, event.branch, tuple(event.commits), event.head))
     else:
-        if event.status == "succeeded" and event.environment in policy.production_environments:
-            deployment = DeploymentFact(event.id, event.ts, tuple(event.commits), event.head)
-            current_deployment = state.deployments.get(event.deploy_id)
-            if current_deployment is None or False and (
-                current_deployment.ts,
-                current_deployment.event_id,
-            ):
-                state.deployments[event.deploy_id] = deployment
-        rolled_back = {event.rollback_of} - {None}
-        if event.status == "rolled_back":
-            rolled_back.add(event.deploy_id)
-        for deploy_id in rolled_back:
-            state.rollbacks[deploy_id] = tuple(sorted({*state.rollbacks.get(deploy_id, ()), event.ts}))
+        _remember_deployment(state, event, policy)
+
+
+def _remember_task(state: RepoState, event: TaskEvent) -> None:
+    if event.task_id in state.settled:
+        # Already credited for good; a later completion only keeps the mark alive for as long as it could join.
+        state.settled[event.task_id] = max(state.settled[event.task_id], event.ts)
+        return
+    task = TaskFact(event.id, event.ts, event.team, event.tool, tuple(event.commits), event.ai_lines)
+    current = state.tasks.get(event.task_id)
+    if current is None or (task.ts, task.event_id) > (current.ts, current.event_id):
+        state.tasks[event.task_id] = task
+
+
+def _remember_deployment(state: RepoState, event: DeploymentEvent, policy: Policy) -> None:
+    # Only production successes can ship; every deployment may still roll another one back.
+    if event.status == "succeeded" and event.environment in policy.production_environments:
+        deployment = DeploymentFact(event.id, event.ts, tuple(event.commits), event.head)
+        current = state.deployments.get(event.deploy_id)
+        if current is None or (deployment.ts, deployment.event_id) < (current.ts, current.event_id):
+            state.deployments[event.deploy_id] = deployment
+    rolled_back = {event.deploy_id} if event.status == "rolled_back" else set()
+    if event.rollback_of is not None:
+        rolled_back.add(event.rollback_of)
+    for deploy_id in rolled_back:
+        state.rollbacks[deploy_id] = tuple(sorted({*state.rollbacks.get(deploy_id, ()), event.ts}))
 
 
 _V = TypeVar("_V")
@@ -275,7 +286,8 @@ def _pushed_up_to(head: str, pushes: list[PushFact], since: float) -> list[str]:
     in_window = [push for push in pushes if push.ts >= since]
     for position, push in enumerate(in_window):
         if any(_same_commit(sha, head) for sha in _carried(push)):
-            return [sha for earlier in in_window[: position + 1] if earlier.branch == push.branch for sha in _carried(earlier)]
+            same_branch = [earlier for earlier in in_window[: position + 1] if earlier.branch == push.branch]
+            return [sha for earlier in same_branch for sha in _carried(earlier)]
     return []
 
 

@@ -53,9 +53,9 @@ class Organisation:
             team = self.rng.choice(teams)
             ts = now - self.rng.random()
             roll = self.rng.random()
-            if roll < 0.90 or team == "growth-lab" and roll < 0.97:
+            if roll < 0.965 or team == "growth-lab" and roll < 0.995:
                 out.append(self._token(team, ts))
-            elif roll < 0.97:
+            elif roll < 0.995:
                 out.extend(self._task(team, ts))
             else:
                 out.extend(self._deploy(team, ts))

@@ -76,6 +76,8 @@ def deployment(
     id: str | None = None,
     **extra: Any,
 ) -> Event:
+    if commits is None:
+        commits = [] if "head" in extra else [A]
     return event(
         type="deployment",
         id=id or f"deploy-{deploy_id}-{status}-{ts}",
@@ -84,23 +86,20 @@ def deployment(
         repo="shop",
         environment=environment,
         status=status,
-        commits=[A] if commits is None and "head" not in extra else (commits or []),
+        commits=commits,
         **extra,
     )
 
 
 def credit(
-    ts: float = T0 + HOUR, amount: int = FULL, task_id: str = "t1", deploy_id: str = "d1", **labels: str
+    ts: float = T0 + HOUR,
+    amount: int = FULL,
+    task_id: str = "t1",
+    deploy_id: str = "d1",
+    team: str = "payments",
+    tool: str = "claude-code",
 ) -> Credit:
-    return Credit(
-        team=labels.get("team", "payments"),
-        tool=labels.get("tool", "claude-code"),
-        task_id=task_id,
-        deploy_id=deploy_id,
-        ts=ts,
-        amount=amount,
-        shipped=1 if amount >= 0 else -1,
-    )
+    return Credit(team, tool, task_id, deploy_id, ts, amount, shipped=1)
 
 
 def retraction(ts: float = T0 + HOUR, amount: int = FULL, **kwargs: Any) -> Credit:
@@ -108,7 +107,9 @@ def retraction(ts: float = T0 + HOUR, amount: int = FULL, **kwargs: Any) -> Cred
     return Credit(given.team, given.tool, given.task_id, given.deploy_id, given.ts, -given.amount, -1)
 
 
-def run(*batches: list[Event], now: float = NOW, policy: Policy = POLICY) -> tuple[RepoState | None, list[list[Credit]]]:
+def run(
+    *batches: list[Event], now: float = NOW, policy: Policy = POLICY
+) -> tuple[RepoState | None, list[list[Credit]]]:
     """Apply the batches in order; the state after the last one and the credits of each batch."""
     state: RepoState | None = None
     out = []
@@ -199,7 +200,9 @@ def test_short_head_matches_the_full_sha_of_its_push():
     assert credits == [[credit()]]
 
 
-@pytest.mark.parametrize(("gap", "shipped"), [(7 * DAY, True), (7 * DAY + 1, False), (-7 * DAY, True), (-7 * DAY - 1, False)])
+@pytest.mark.parametrize(
+    ("gap", "shipped"), [(7 * DAY, True), (7 * DAY + 1, False), (-7 * DAY, True), (-7 * DAY - 1, False)]
+)
 def test_task_and_deployment_join_within_the_join_window_either_way(gap, shipped):
     # Each side is sent when it happens, so neither is too late on arrival.
     first, second = sorted([task(ts=T0), deployment(ts=T0 + gap)], key=lambda e: e.ts)
@@ -286,7 +289,8 @@ def test_non_production_environment_gives_nothing(environment):
 
 def test_production_environments_are_configurable():
     policy = Policy(production_environments=frozenset({"live"}))
-    _, credits = run([task(), deployment(environment="live"), deployment("d0", ts=T0, environment="production")], policy=policy)
+    batch = [task(), deployment(environment="live"), deployment("d0", ts=T0, environment="production")]
+    _, credits = run(batch, policy=policy)
     assert credits == [[credit()]]
 
 
@@ -415,9 +419,7 @@ def test_is_relevant_selects_what_crediting_joins():
     assert is_relevant(deployment(status="failed", commits=[]))
 
 
-@pytest.mark.parametrize(
-    "bad", [{"full_credit_lines": 0}, {"join_window": 0}, {"survival_window": -1}]
-)
+@pytest.mark.parametrize("bad", [{"full_credit_lines": 0}, {"join_window": 0}, {"survival_window": -1}])
 def test_policy_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         Policy(**bad)
