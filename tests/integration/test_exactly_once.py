@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import time
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.integration
 
 EVENTS = 40_000
 DUPLICATES = 2_000
+REPOS = 150
 
 
 def workload(now: int) -> list[dict]:
@@ -29,11 +31,32 @@ def workload(now: int) -> list[dict]:
     # Re-sent events, interleaved: each must count once as a duplicate and add nothing.
     for j in range(DUPLICATES):
         events.insert(j * 20 + 10, dict(events[j * 20]))
+    # Work that ships: per repo a task, its push and a head-only production deployment, spread through the stream
+    # so the join runs (and is killed) mid-stream too.
+    for r in range(REPOS):
+        commit = hashlib.sha1(f"c{r}".encode()).hexdigest()
+        repo = f"acme/repo-{r}"
+        shipped = [
+            {"type": "task", "id": f"task-{r}", "ts": now - 60, "task_id": f"T{r}", "team": f"team-{r % 4}",
+             "tool": "claude-code", "status": "completed", "repo": repo, "commits": [commit]},
+            {"type": "push", "id": f"push-{r}", "ts": now - 50, "repo": repo, "branch": "main", "commits": [commit]},
+            {"type": "deployment", "id": f"dep-{r}", "ts": now - 40, "deploy_id": f"D{r}", "repo": repo,
+             "environment": "production", "status": "succeeded", "head": commit},
+        ]
+        for k, event in enumerate(shipped):
+            events.insert((r * 3 + k) * len(events) // (REPOS * 3 + 1), event)
     return events
 
 
 def accepted(pipeline) -> int:
     return int(pipeline.redis.hget("ay:events_total", f"token{SEP}accepted") or 0)
+
+
+def credited(pipeline) -> float:
+    return sum(
+        v for (name, labels), v in pipeline.metrics().items()
+        if name == "aiyield_normalized_deployments" and ("window", "30d") in labels
+    )
 
 
 def expected_input_tokens() -> int:
@@ -53,6 +76,13 @@ def assert_exact(pipeline) -> None:
     assert tokens == expected_input_tokens()
     devs = sum(v for (name, labels), v in m.items() if name == "aiyield_active_developers" and ("window", "30d") in labels)
     assert devs == len({(i % 4, i % 50) for i in range(EVENTS)})  # distinct developers per team, summed
+    nd = sum(v for (name, labels), v in m.items() if name == "aiyield_normalized_deployments" and ("window", "30d") in labels)
+    assert nd == REPOS
+    shipped = sum(
+        v for (name, labels), v in m.items()
+        if name == "aiyield_tasks" and ("window", "30d") in labels and ("status", "shipped") in labels
+    )
+    assert shipped == REPOS
 
 
 @pytest.mark.parametrize("kills", [1, 3])
@@ -71,7 +101,7 @@ def test_sigkill_mid_stream_neither_loses_nor_double_counts(isolated_env, tmp_pa
             worker.wait()
             assert accepted(pipeline) < EVENTS, "the kill came too late to be mid-stream"
         pipeline.start_worker()
-        wait_for(lambda: accepted(pipeline) >= EVENTS, 180, "the restarted worker to finish")
+        wait_for(lambda: accepted(pipeline) >= EVENTS and credited(pipeline) >= REPOS, 180, "the restarted worker to finish")
         time.sleep(2)  # anything double-applied after the last event would show up here
         assert_exact(pipeline)
     finally:
@@ -91,7 +121,7 @@ def test_two_workers_split_partitions_and_survive_a_kill(isolated_env, tmp_path)
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert accepted(pipeline) < EVENTS, "the kill came too late to be mid-stream"
-        wait_for(lambda: accepted(pipeline) >= EVENTS, 180, "the surviving worker to take over")
+        wait_for(lambda: accepted(pipeline) >= EVENTS and credited(pipeline) >= REPOS, 180, "the survivor to take over")
         time.sleep(2)
         assert second.poll() is None
         assert len(offsets) >= 2, offsets
