@@ -275,6 +275,11 @@ def test_an_earlier_deployment_arriving_late_takes_the_credit_over():
     ]
 
 
+def test_deployments_at_the_same_ts_are_ordered_by_deploy_id():
+    _, credits = run([task(), deployment("d2")], [deployment("d1")])
+    assert credits == [[credit(deploy_id="d2")], [retraction(deploy_id="d2"), credit(deploy_id="d1")]]
+
+
 def test_duplicated_events_add_nothing():
     batch = [task(), deployment()]
     _, credits = run(batch, batch, [*batch, *batch])

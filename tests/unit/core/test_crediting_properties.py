@@ -1,6 +1,6 @@
 """Crediting properties: order, batching, duplicates, encoding and expiry never change what is credited.
 
-Histories are drawn from a small universe (4 tasks, 6 commits, 5 deploy ids, 2 branches, hours over two days) so
+Histories are drawn from a small universe (4 tasks, 4 commits, 5 deploy ids, 2 branches, hours over two days) so
 that collisions - shared commits, redeploys, rollbacks, ties in ts - are common. The windows are shortened to hours
 so that join and survival edges fall inside a history.
 """
@@ -25,7 +25,7 @@ SPAN_HOURS = 48
 POLICY = Policy(join_window=24 * HOUR, survival_window=6 * HOUR)
 FULL = 1_000_000
 
-SHAS = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(6)]
+SHAS = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(4)]
 
 # A fixed `now` at the start of the history: nothing is too late and nothing expires, the two rules that depend on
 # arrival time by design. Events "from the future" are fine for the pure function.
@@ -93,7 +93,7 @@ def _events(pool: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, min_size: int = 1, max_size: int = 16, pool: list[str] = SHAS) -> list[Event]:
+def histories(draw: st.DrawFn, min_size: int = 6, max_size: int = 20, pool: list[str] = SHAS) -> list[Event]:
     """Distinct events (unique ids) of one repo, their commits drawn from `pool`."""
     raws = draw(st.lists(_events(tuple(pool)), min_size=min_size, max_size=max_size))
     # convert runs __post_init__: lower-cased SHAs and defaulted push heads, as in production.
@@ -233,18 +233,18 @@ def test_expiry_emits_nothing(delivered, idle_hours):
     assert apply(state, [], POLICY, now + 4 * 24 * HOUR) == (None, [])
 
 
-def test_histories_exercise_rollbacks_and_head_only_deployments():
-    """Guard against the strategies drifting into only trivial histories."""
+def test_histories_exercise_credits_rollbacks_and_head_only_deployments():
+    """Guard against the strategies drifting into trivial histories, where every property holds vacuously."""
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=100, deadline=None, database=None)
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True)
     @given(histories())
     def sample(events):
-        for e in events:
-            if isinstance(e, DeploymentEvent):
-                seen["rolled_back"] += e.status == "rolled_back" or e.rollback_of is not None
-                seen["head_only"] += e.status == "succeeded" and not e.commits
-        seen["credited"] += any(run([events])[0])
+        deployments = [e for e in events if isinstance(e, DeploymentEvent)]
+        credits = run([events])[0]
+        seen["credited"] += any(c.amount > 0 for c in credits)
+        seen["rolled back"] += any(e.status == "rolled_back" or e.rollback_of for e in deployments)
+        seen["head only"] += any(e.status == "succeeded" and not e.commits for e in deployments)
 
     sample()
-    assert all(seen[k] > 5 for k in ("rolled_back", "head_only", "credited")), seen
+    assert min(seen.values()) >= 25 and len(seen) == 3, seen
