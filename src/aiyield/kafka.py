@@ -69,12 +69,15 @@ def dlq_record(error: InvalidEvent, source: str, record_id: str | None = None) -
 class Publisher:
     """A confluent-kafka producer with blocking and asyncio-friendly acknowledged publishing."""
 
-    def __init__(self, bootstrap: str, **config: Any) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 30.0, **config: Any) -> None:
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
                 "acks": "all",
                 "linger.ms": 5,
+                # librdkafka retries until this delivery timeout (default 5 minutes): a caller waiting on the
+                # answer (an HTTP client of the gateway) should hear "unavailable" long before that.
+                "message.timeout.ms": int(timeout * 1000),
                 "compression.type": "none",
                 "message.max.bytes": 16 * 1024 * 1024,
                 **config,

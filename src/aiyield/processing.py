@@ -14,18 +14,7 @@ from typing import Awaitable, Callable, Sequence
 import msgspec
 
 from aiyield.core import crediting
-from aiyield.core.events import (
-    DeploymentEvent,
-    Event,
-    InvalidEvent,
-    PushEvent,
-    Rejected,
-    TaskEvent,
-    decode,
-    envelope,
-    parse_items,
-    unpack,
-)
+from aiyield.core.events import Event, TaskEvent, envelope, parse_message
 from aiyield.core.measures import measure, measure_credit
 from aiyield.core.pricing import PriceTable
 from aiyield.core.pseudonym import Pseudonymiser
@@ -41,14 +30,6 @@ Publish = Callable[[str, Sequence[bytes], Sequence[bytes | None] | None], Awaita
 INGEST, JOIN, DEAD_LETTERS = "ingest", "join", "dlq"
 
 
-def parse_record(record: Consumed, now: float, pseudonymise: Callable[[str], str]) -> tuple[list[Event], list[Rejected]]:
-    """All events of one Kafka message; a message that is not JSON or not an event/envelope is one rejection."""
-    try:
-        return parse_items(unpack(decode(record.value)), now, pseudonymise)
-    except InvalidEvent as exc:
-        return [], [Rejected(0, exc)]
-
-
 class Processor:
     def __init__(self, settings: Settings, store: Store, publish: Publish) -> None:
         self.store = store
@@ -61,7 +42,7 @@ class Processor:
 
     async def ingest(self, records: Sequence[Consumed]) -> int:
         now = time.time()
-        parsed = {(r.partition, r.offset): parse_record(r, now, self.pseudonymise) for r in records}
+        parsed = {(r.partition, r.offset): parse_message(r.value, now, self.pseudonymise) for r in records}
 
         dead: list[bytes] = []
         by_repo: dict[str, list[Event]] = defaultdict(list)
@@ -141,7 +122,7 @@ class Processor:
         for record in records:
             # Join records were validated (future `ts` included) at ingest and may be re-read much later, so the
             # clock is not consulted again (now=inf). A record that no longer parses is a bug, not data: logged.
-            good, bad = parse_record(record, float("inf"), None)
+            good, bad = parse_message(record.value, float("inf"), None)
             for rejected in bad:
                 log.error("unreadable join record %s[%d]@%d: %s", record.topic, record.partition, record.offset, rejected.error)
             decoded[(record.partition, record.offset)] = good

@@ -62,6 +62,8 @@ class Settings:
     #: Kafka messages per worker batch; each message carries up to ~100 events.
     batch_messages: int = 100
     batch_seconds: float = 0.2
+    #: How long a producer waits for Kafka to acknowledge before giving up (the gateway then answers 503).
+    publish_timeout_seconds: float = 30.0
     state_file: Path = field(default_factory=default_state_file)
     #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
     namespace: str = ""
@@ -128,6 +130,7 @@ class Settings:
         number("SURVIVAL_WINDOW_SECONDS", float, 0)
         number("BATCH_MESSAGES", int, 1)
         number("BATCH_SECONDS", float, 0.001)
+        number("PUBLISH_TIMEOUT_SECONDS", float, 0.1)
         if get("INGEST_TOKENS"):
             kw["ingest_tokens"] = tuple(t.strip() for t in get("INGEST_TOKENS").split(",") if t.strip())
         if get("PRODUCTION_ENVIRONMENTS"):

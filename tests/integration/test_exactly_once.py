@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import time
 
@@ -50,6 +51,20 @@ def workload(now: int) -> list[dict]:
 
 def accepted(pipeline) -> int:
     return int(pipeline.redis.hget("ay:events_total", f"token{SEP}accepted") or 0)
+
+
+def assignments(pipeline, worker: int) -> list[set[int]]:
+    """The partitions of the events topic faust assigned to one worker, in order, from its log tables
+    (rows like `| <namespace>aiyield.events | {0, 2} |` or `{0-3}`)."""
+    found = []
+    log = (pipeline.logdir / f"worker-{worker}.log").read_text(errors="replace")
+    for match in re.finditer(rf"\| {re.escape(pipeline.settings.events_topic)} +\| \{{([0-9, -]+)\}}", log):
+        partitions: set[int] = set()
+        for part in match.group(1).split(","):
+            low, _, high = part.strip().partition("-")
+            partitions.update(range(int(low), int(high or low) + 1))
+        found.append(partitions)
+    return found
 
 
 def credited(pipeline) -> float:
@@ -114,17 +129,24 @@ def test_two_workers_split_partitions_and_survive_a_kill(isolated_env, tmp_path)
     pipeline = Pipeline({**isolated_env, "AIYIELD_BATCH_MESSAGES": "3"}, tmp_path)
     try:
         first, second = pipeline.start_worker(), pipeline.start_worker()
-        time.sleep(8)  # both in the group before data flows, so the partitions are split between them
+
+        def split() -> list[set[int]] | None:
+            latest = [assignments(pipeline, i)[-1:] for i in (0, 1)]
+            if all(latest) and latest[0][0] and latest[1][0] and not latest[0][0] & latest[1][0]:
+                return [latest[0][0], latest[1][0]]
+            return None
+
+        # Both in the group, holding disjoint shares, before data flows.
+        shares = wait_for(split, 60, "the two workers to split the partitions")
         pipeline.send(workload(int(time.time())))
         wait_for(lambda: accepted(pipeline) > 0, 90, "progress")
-        offsets = {k.decode() for k in pipeline.redis.keys("ay:off:ingest:*")}
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert accepted(pipeline) < EVENTS, "the kill came too late to be mid-stream"
         wait_for(lambda: accepted(pipeline) >= EVENTS and credited(pipeline) >= REPOS, 180, "the survivor to take over")
         time.sleep(2)
         assert second.poll() is None
-        assert len(offsets) >= 2, offsets
+        assert assignments(pipeline, 1)[-1] == shares[0] | shares[1]  # the survivor took over the killed one's
         assert_exact(pipeline)
     finally:
         pipeline.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
 import hashlib
 import hmac
@@ -207,3 +206,16 @@ def test_otlp_logs_json_and_gzip(pipeline, gateway):
     spend = sum(v for (name, labels), v in pipeline.metrics().items()
                 if name == "aiyield_spend_usd" and ("window", "1h") in labels)
     assert spend > 0
+
+
+def test_kafka_unreachable_means_not_ready_and_503(pipeline):
+    from aiyield.embedded import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    url = pipeline.start_gateway(AIYIELD_KAFKA=dead, AIYIELD_PUBLISH_TIMEOUT_SECONDS="2")
+    assert post(url + "/v1/events", token_event(1))[0] == 503
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url + "/readyz", timeout=30)
+    assert info.value.code == 503
+    with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+        assert response.status == 200

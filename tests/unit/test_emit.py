@@ -7,7 +7,7 @@ import logging
 import time
 
 import pytest
-from gateway_double import GatewayDouble, closed_port_url, gateway  # noqa: F401  (gateway is a fixture)
+from gateway_double import GatewayDouble, closed_port_url
 
 from aiyield.emit import Emitter
 

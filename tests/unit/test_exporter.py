@@ -59,3 +59,22 @@ def test_exposition_text():
     assert 'aiyield_tokens{model="claude-sonnet-4",team="payments",tool="claude-code",type="input",window="1h"} 1000.0' in text
     assert 'aiyield_last_event_timestamp_seconds{type="token"} 1.7e+09' in text
     assert "developer=" not in text and "user=" not in text
+
+
+def test_a_failed_scrape_is_a_500_and_counted():
+    import urllib.error
+    import urllib.request
+
+    import pytest
+
+    from aiyield.embedded import free_port
+    from aiyield.exporter import serve
+
+    port = free_port()
+    server, _thread = serve(f"redis://127.0.0.1:{free_port()}/0", port, host="127.0.0.1")  # nobody listens there
+    try:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        assert info.value.code == 500
+    finally:
+        server.shutdown()

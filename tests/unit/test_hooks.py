@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from gateway_double import GatewayDouble, closed_port_url, gateway  # noqa: F401  (gateway is a fixture)
+from gateway_double import GatewayDouble, closed_port_url
 from typer.testing import CliRunner
 
 from aiyield.core.events import validate

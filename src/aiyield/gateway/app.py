@@ -7,6 +7,7 @@ import logging
 from typing import Callable
 
 import redis.asyncio as aioredis
+from confluent_kafka import KafkaException
 from aiohttp import web
 
 from aiyield.gateway import routes
@@ -58,8 +59,11 @@ def run_gateway(settings: Settings) -> None:
     for name, configured in (("AIYIELD_GITHUB_SECRET", settings.github_secret), ("AIYIELD_GITLAB_TOKEN", settings.gitlab_token)):
         if not configured:
             log.warning("%s is not set: that webhook accepts unauthenticated deliveries", name)
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
+    try:
+        ensure_topics(settings.kafka, settings.topics, settings.partitions)
+    except KafkaException as exc:  # the gateway starts anyway; /readyz reports Kafka until it is back
+        log.warning("could not check or create topics (%s): Kafka unreachable? /readyz will tell", exc)
+    publisher = Publisher(settings.kafka, timeout=settings.publish_timeout_seconds)
     cumulative = routes.RedisCumulativeState(aioredis.Redis.from_url(settings.redis))
     app = create_app(settings, publisher, lambda: kafka_ready(settings.kafka), cumulative)
     app.on_cleanup.append(lambda _app: asyncio.get_running_loop().run_in_executor(None, publisher.close))

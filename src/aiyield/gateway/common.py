@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from aiyield.core.provenance import ai_tool
 from aiyield.core.provenance import commit_task_id

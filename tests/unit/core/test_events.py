@@ -10,6 +10,7 @@ from aiyield.core.events import (
     TokenEvent,
     decode,
     decode_lines,
+    encode,
     envelope,
     parse_items,
     to_dict,
@@ -122,3 +123,22 @@ def test_invalid_event_type_label_is_bounded():
     assert InvalidEvent("x", {"type": "push"}).type == "push"
     assert InvalidEvent("x", {"type": "nonsense"}).type == "unknown"
     assert InvalidEvent("x", None).type == "unknown"
+
+
+def test_parse_message_fast_and_general_paths_agree():
+    from aiyield.core.events import parse_message
+
+    p = Pseudonymiser(b"k")
+    items = [{**TOKEN, "id": str(i), "developer": f"dev{i}"} for i in range(3)]
+    fast, bad = parse_message(envelope(items), NOW, p)
+    assert bad == [] and fast == parse_items(items, NOW, p)[0]
+    assert fast[0].developer == p("dev0")
+    # One bad item: its neighbours still pass, the bad one is named by index with its reason.
+    good, bad = parse_message(envelope([items[0], {**TOKEN, "id": "x", "input_tokens": -1}, items[2]]), NOW, p)
+    assert [e.id for e in good] == ["0", "2"] and [(r.index, "input_tokens" in r.error.reason) for r in bad] == [(1, True)]
+    good, bad = parse_message(envelope([items[0], {**TOKEN, "id": "f", "ts": NOW + 3600}]), NOW, p)
+    assert [e.id for e in good] == ["0"] and "future" in bad[0].error.reason
+    # A single event (which may even carry a field called `events`) and bad JSON.
+    assert [e.id for e in parse_message(encode({**TOKEN, "events": []}), NOW)[0]] == ["a"]
+    good, bad = parse_message(b"{nope", NOW)
+    assert good == [] and "malformed JSON" in bad[0].error.reason
