@@ -14,7 +14,7 @@ import urllib.request
 from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -157,15 +157,21 @@ def simulate(
     publisher = Publisher(settings.kafka)
     _terminate_on_sigterm()
     try:
-        _simulate(publisher, settings, rate, duration, seed, show_metrics=False)
+        _simulate(publisher, settings, rate, duration, seed, show_metrics=False, check=lambda: None)
     except KeyboardInterrupt:
         pass
     finally:
         publisher.close()
 
 
-def _simulate(publisher, settings: Settings, rate: float, duration: float | None, seed: int, show_metrics: bool) -> None:
-    """Produce at `rate` in real time, with a live line of progress (and the headline metrics under `up`)."""
+def _simulate(
+    publisher, settings: Settings, rate: float, duration: float | None, seed: int, show_metrics: bool,
+    check: Callable[[], None],
+) -> None:
+    """Produce at `rate` in real time, with a live line of progress (and the headline metrics under `up`).
+
+    `check` runs every tick and raises to stop (under `up`: when one of its services died).
+    """
     from rich.live import Live
 
     from aiyield.core.events import to_dict, parse_items
@@ -180,6 +186,7 @@ def _simulate(publisher, settings: Settings, rate: float, duration: float | None
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         tick = 0
         while duration is None or time.monotonic() - started < duration:
+            check()
             tick += 1
             target = started + tick * 0.5
             batch = org.tick(time.time(), max(1, round(rate * 0.5)))
@@ -330,17 +337,20 @@ def up(
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
+            def check_children() -> None:
+                for child in children:
+                    if child.proc.poll() is not None:
+                        console.print(f"[red]{child.name} exited ({child.proc.returncode}):[/]\n{child.tail()}")
+                        raise typer.Exit(1)
+
             started = time.monotonic()
             if simulate:
                 publisher = Publisher(settings.kafka)
                 stack.callback(publisher.close)
-                _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True)
+                _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True, check=check_children)
             else:
                 while duration is None or time.monotonic() - started < duration:
-                    for child in children:
-                        if child.proc.poll() is not None:
-                            console.print(f"[red]{child.name} exited ({child.proc.returncode}):[/]\n{child.tail()}")
-                            raise typer.Exit(1)
+                    check_children()
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
