@@ -112,7 +112,7 @@ def send(
     file: str = typer.Argument("-", help="NDJSON file of events, or - for standard input."),
 ) -> None:
     """Validate NDJSON events and send the valid ones to Kafka; exit 1 if any line was rejected."""
-    from aiyield.core.events import decode_lines, parse_items, to_dict
+    from aiyield.core.events import decode_lines, parse_items
     from aiyield.core.pseudonym import Pseudonymiser
     from aiyield.kafka import Publisher, dlq_record, ensure_topics
 
@@ -127,7 +127,7 @@ def send(
     ensure_topics(settings.kafka, settings.topics, settings.partitions)
     publisher = Publisher(settings.kafka)
     try:
-        publisher.publish_events(settings.events_topic, [to_dict(e) for e in good])
+        publisher.publish_events(settings.events_topic, good)
         if rejected:
             publisher.publish(settings.dlq_topic, [dlq_record(err, "send") for _n, err in rejected])
     finally:
@@ -174,7 +174,7 @@ def _simulate(
     """
     from rich.live import Live
 
-    from aiyield.core.events import to_dict, parse_items
+    from aiyield.core.events import parse_items
     from aiyield.core.pseudonym import Pseudonymiser
     from aiyield.core.simulate import Organisation
 
@@ -191,7 +191,7 @@ def _simulate(
             target = started + tick * 0.5
             batch = org.tick(time.time(), max(1, round(rate * 0.5)))
             good, _bad = parse_items(batch, time.time(), pseudonymise)
-            publisher.publish_events(settings.events_topic, [to_dict(e) for e in good])
+            publisher.publish_events(settings.events_topic, good)
             sent += len(good)
             live.update(_progress(sent, time.monotonic() - started, reader))
             time.sleep(max(0.0, target - time.monotonic()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -44,9 +44,9 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> Non
                 raise
 
 
-def chunks(items: Sequence[Any], size: int = ENVELOPE_SIZE) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def envelopes(events: Sequence[Any], size: int = ENVELOPE_SIZE) -> list[bytes]:
+    """Message values carrying `size` events each (validated events or their dicts)."""
+    return [envelope(list(events[i : i + size])) for i in range(0, len(events), size)]
 
 
 def dlq_record(error: InvalidEvent, source: str, record_id: str | None = None) -> bytes:
@@ -132,7 +132,7 @@ class Publisher:
 
     def publish_events(self, topic: str, events: Sequence[Any]) -> int:
         """Envelope and publish validated events (or their dicts) to the events topic; returns messages sent."""
-        values = [envelope(list(batch)) for batch in chunks(events)]
+        values = envelopes(events)
         self.publish(topic, values)
         return len(values)
 

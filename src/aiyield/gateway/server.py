@@ -16,10 +16,10 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from aiyield.core.events import InvalidEvent, Rejected, decode, decode_lines, envelope, parse_items, to_dict, unpack
+from aiyield.core.events import InvalidEvent, Rejected, decode, decode_lines, parse_items, unpack
 from aiyield.core.pseudonym import Pseudonymiser
 from aiyield.gateway.signatures import bearer_ok
-from aiyield.kafka import Publisher, PublishError, chunks, dlq_record
+from aiyield.kafka import Publisher, PublishError, dlq_record, envelopes
 from aiyield.settings import Settings
 
 log = logging.getLogger("aiyield.gateway")
@@ -40,7 +40,7 @@ class Gateway:
     async def ingest(self, items: list[Any], source: str) -> tuple[int, list[Rejected]]:
         """Validate, publish the good (acknowledged) and dead-letter the bad; returns (accepted, rejected)."""
         good, bad = parse_items(items, time.time(), self.pseudonymise)
-        values = [envelope([to_dict(e) for e in batch]) for batch in chunks(good)]
+        values = envelopes(good)
         if values:
             await self.publisher.publish_async(self.settings.events_topic, values)
         if bad:
