@@ -111,6 +111,27 @@ def test_up_simulate_send_report_and_stop(user_env, tmp_path):
     assert not (tmp_path / "state" / "aiyield" / "up.json").exists()
 
 
+def test_up_stops_cleanly_on_sigterm(user_env):
+    metrics_port, gateway_port = free_port(), free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "aiyield", "up", "--metrics-port", str(metrics_port), "--gateway-port", str(gateway_port)],
+        env=user_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (scrape(metrics_port) and port_open(gateway_port)) and time.monotonic() < deadline:
+            assert up.poll() is None, up.stdout.read().decode()
+            time.sleep(0.5)
+        assert port_open(gateway_port)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    time.sleep(1)
+    assert not port_open(metrics_port) and not port_open(gateway_port)
+
+
 def test_commands_without_services_say_what_to_do(user_env):
     result = aiyield("report", env=user_env)
     assert result.returncode == 2

@@ -69,10 +69,16 @@ def test_events_in_every_body_form(pipeline, gateway):
     assert status == 202 and answer["accepted"] == 2 and answer["rejected"][0]["index"] == 1
     assert "malformed JSON" in answer["rejected"][0]["error"]
 
-    pipeline.wait_value("aiyield_events_total", 6, type="token", outcome="accepted")
+    assert post(url, token_event(8, developer="alice@acme.example"), bearer())[0] == 202
+
+    pipeline.wait_value("aiyield_events_total", 7, type="token", outcome="accepted")
     pipeline.wait_value("aiyield_events_total", 1, type="token", outcome="invalid")
     pipeline.wait_value("aiyield_events_total", 1, type="unknown", outcome="invalid")
-    assert pipeline.value("aiyield_tokens", team="web", tool="cursor", model="gpt-5", type="input", window="1h") == 600
+    assert pipeline.value("aiyield_tokens", team="web", tool="cursor", model="gpt-5", type="input", window="1h") == 700
+    # Structured access logs, without secrets or developer ids.
+    log = (pipeline.logdir / "gateway.log").read_text()
+    assert "method=POST path=/v1/events status=202" in log and "accepted=1" in log
+    assert INGEST_TOKEN not in log and "alice" not in log and GITHUB_SECRET not in log
 
 
 def test_bad_requests_get_their_status_and_change_no_counter(pipeline, gateway):
