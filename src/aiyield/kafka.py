@@ -36,7 +36,7 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> Non
     wanted = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
     if not wanted:
         return
-    for topic, future in admin.create_topics(wanted, operation_timeout=10).items():
+    for future in admin.create_topics(wanted, operation_timeout=10).values():
         try:
             future.result()
         except KafkaException as exc:

@@ -182,10 +182,13 @@ class Store:
             writes = compute(fresh, values)
             pipe.multi()
             await self._queue_writes(pipe, writes)
-            for (topic, partition), key in zip(partitions, offset_keys):
-                last = max((r.offset for r in fresh if (r.topic, r.partition) == (topic, partition)), default=None)
-                if last is not None:
-                    pipe.set(key, last + 1)
+            # One pass over the batch for every partition's last offset, rather than one scan per partition.
+            last: dict[tuple[str, int], int] = {}
+            for r in fresh:
+                last[(r.topic, r.partition)] = max(r.offset, last.get((r.topic, r.partition), -1))
+            for tp, key in zip(partitions, offset_keys, strict=True):
+                if tp in last:
+                    pipe.set(key, last[tp] + 1)
             await pipe.execute()
             return len(fresh)
 

@@ -48,7 +48,7 @@ def expires_at(window: str, start: int) -> int:
 def live_buckets(ts: float, now: float) -> list[tuple[str, int]]:
     """The (window, bucket) pairs an event at `ts` counts in; windows it has already aged out of are skipped."""
     out = []
-    for name, (length, width) in WINDOWS.items():
+    for name, (_length, width) in WINDOWS.items():
         start = bucket_start(ts, width)
         if expires_at(name, start) > now:
             out.append((name, start))
