@@ -19,6 +19,7 @@ from pathlib import Path
 import redis
 
 from aiyield.core.events import envelope
+from aiyield import keys
 from aiyield.core.windows import SEP
 from aiyield.embedded import embedded_services
 from aiyield.kafka import Publisher, ensure_topics
@@ -60,7 +61,7 @@ def main() -> None:
         first = None
         try:
             while True:
-                done = int(client.hget("ay:events_total", f"token{SEP}accepted") or 0)
+                done = int(client.hget(keys.EVENTS_TOTAL, f"token{SEP}accepted") or 0)
                 if done and first is None:
                     first, first_count = time.perf_counter(), done
                 try:

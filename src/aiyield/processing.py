@@ -20,7 +20,8 @@ from aiyield.core.pricing import PriceTable
 from aiyield.core.pseudonym import Pseudonymiser
 from aiyield.kafka import dlq_record
 from aiyield.settings import Settings
-from aiyield.store import Consumed, Store, Writes, join_key, retry_forever, seen_key
+from aiyield import keys
+from aiyield.store import Consumed, Store, Writes, retry_forever
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,14 @@ class Processor:
             # A task reported completed twice (a Claude Code session that commits across several replies) is one
             # completed task: its status is counted once per task_id, however many events report it.
             if isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
-                return seen_key("task", f"{event.team}\0{event.task_id}\0{event.status}")
+                return keys.seen("task", f"{event.team}\0{event.task_id}\0{event.status}")
             return None
 
         def read_keys(fresh: list[Consumed]) -> list[str]:
             keys = []
             for record in fresh:
                 for event in parsed[(record.partition, record.offset)][0]:
-                    keys.append(seen_key("event", event.id))
+                    keys.append(keys.seen("event", event.id))
                     if (key := task_key(event)) is not None:
                         keys.append(key)
             return keys
@@ -84,7 +85,7 @@ class Processor:
             batch_seen: set[str] = set()
             for record in fresh:
                 for event in parsed[(record.partition, record.offset)][0]:
-                    key = seen_key("event", event.id)
+                    key = keys.seen("event", event.id)
                     if values.get(key) is not None or key in batch_seen:
                         writes.count(event.type, "duplicate")
                         continue
@@ -131,7 +132,7 @@ class Processor:
             return event.repo  # type: ignore[union-attr]
 
         def read_keys(fresh: list[Consumed]) -> list[str]:
-            return [join_key(repo_of(e)) for r in fresh for e in decoded[(r.partition, r.offset)]]
+            return [keys.join(repo_of(e)) for r in fresh for e in decoded[(r.partition, r.offset)]]
 
         def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
             writes = Writes()
@@ -140,7 +141,7 @@ class Processor:
                 for event in decoded[(record.partition, record.offset)]:
                     grouped[repo_of(event)].append(event)
             for repo, events in grouped.items():
-                key = join_key(repo)
+                key = keys.join(repo)
                 raw = values.get(key)
                 state = crediting.decode_state(raw) if raw is not None else None
                 new_state, credits = crediting.apply(state, events, self.policy, now)  # type: ignore[arg-type]
@@ -162,14 +163,14 @@ class Processor:
                 letters[(record.partition, record.offset)] = (f"{record.topic}:{record.partition}:{record.offset}", "unknown")
 
         def read_keys(fresh: list[Consumed]) -> list[str]:
-            return [seen_key("dlq", letters[(r.partition, r.offset)][0]) for r in fresh]
+            return [keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh]
 
         def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
             writes = Writes()
             batch_seen: set[str] = set()
             for record in fresh:
                 letter_id, event_type = letters[(record.partition, record.offset)]
-                key = seen_key("dlq", letter_id)
+                key = keys.seen("dlq", letter_id)
                 if values.get(key) is None and key not in batch_seen:
                     batch_seen.add(key)
                     writes.seen.append(key)

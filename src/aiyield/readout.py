@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import redis
 
 from aiyield.core.windows import SCALE, SEP, WINDOWS, split_series, window_buckets
-from aiyield.store import PREFIX
+from aiyield import keys
 
 
 @dataclass
@@ -74,10 +74,10 @@ def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
         starts = window_buckets(window, now)
         plan.append(window)
         for start in starts:
-            pipe.hgetall(f"{PREFIX}w:{window}:{start}")
-    pipe.smembers(f"{PREFIX}teams")
-    pipe.hgetall(f"{PREFIX}events_total")
-    pipe.zrange(f"{PREFIX}last_ts", 0, -1, withscores=True)
+            pipe.hgetall(keys.window(window, start))
+    pipe.smembers(keys.TEAMS)
+    pipe.hgetall(keys.EVENTS_TOTAL)
+    pipe.zrange(keys.LAST_TS, 0, -1, withscores=True)
     results = pipe.execute()
 
     i = 0
@@ -96,7 +96,7 @@ def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
     teams = sorted(snap.teams)
     for window in WINDOWS:
         for team in teams:
-            pipe.pfcount(*(f"{PREFIX}dev:{window}:{start}:{team}" for start in window_buckets(window, now)))
+            pipe.pfcount(*(keys.developers(window, start, team) for start in window_buckets(window, now)))
     counts = iter(pipe.execute())
     for window in WINDOWS:
         snap.developers[window] = {team: next(counts) for team in teams}

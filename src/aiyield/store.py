@@ -5,21 +5,12 @@ the offsets it consumed are committed in ONE Redis transaction, and records belo
 Redis is therefore the source of truth for "what has been applied"; Kafka's committed offsets only decide where a
 restarted consumer starts reading, and they may lag Redis (re-read, skipped) but never lead it (see `transact`).
 
-Key layout (prefix `ay:`):
-  off:{consumer}:{topic}:{partition}   next offset to apply
-  seen:{digest}                        dedup marker of an event id (TTL: dedup horizon)
-  w:{window}:{bucket}                  hash: series -> integer amount (EXPIREAT when the bucket leaves its window)
-  dev:{window}:{bucket}:{team}         HyperLogLog of pseudonymised developers
-  teams                                set of every team seen
-  events_total                         hash: type<SEP>outcome -> count
-  last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
-  join:{repo}                          crediting state of one repo
+The key layout is in `aiyield.keys`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
@@ -29,23 +20,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from aiyield import keys
 from aiyield.core.windows import SEP, Rollup, expires_at
 
 log = logging.getLogger(__name__)
-
-PREFIX = "ay:"
-#: Contract: a repeated id has no further effect for at least 7 days. One day of slack.
-DEDUP_SECONDS = 8 * 86400
-
-
-def seen_key(namespace: str, event_id: str) -> str:
-    # Hashed so a 128-character id costs 24 bytes of key, whatever its content.
-    digest = hashlib.blake2b(f"{namespace}\0{event_id}".encode(), digest_size=12).hexdigest()
-    return f"{PREFIX}seen:{digest}"
-
-
-def join_key(repo: str) -> str:
-    return f"{PREFIX}join:{repo}"
 
 
 @dataclass(frozen=True)
@@ -133,10 +111,6 @@ class Store:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    @staticmethod
-    def offset_key(consumer: str, topic: str, partition: int) -> str:
-        return f"{PREFIX}off:{consumer}:{topic}:{partition}"
-
     async def transact(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
         """Apply one batch exactly once; returns how many of its records were new.
 
@@ -165,7 +139,7 @@ class Store:
 
     async def _transact_once(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
         partitions = sorted({(r.topic, r.partition) for r in records})
-        offset_keys = [self.offset_key(consumer, t, p) for t, p in partitions]
+        offset_keys = [keys.offset(consumer, t, p) for t, p in partitions]
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(*offset_keys)
             stored = dict(zip(partitions, await pipe.mget(offset_keys)))
@@ -174,11 +148,11 @@ class Store:
             if not fresh:
                 await pipe.unwatch()
                 return 0
-            keys = list(dict.fromkeys(read_keys(fresh)))
+            wanted = list(dict.fromkeys(read_keys(fresh)))
             values: dict[str, bytes | None] = {}
-            if keys:
-                await pipe.watch(*keys)
-                values = dict(zip(keys, await pipe.mget(keys)))
+            if wanted:
+                await pipe.watch(*wanted)
+                values = dict(zip(wanted, await pipe.mget(wanted)))
             writes = compute(fresh, values)
             pipe.multi()
             await self._queue_writes(pipe, writes)
@@ -194,30 +168,30 @@ class Store:
 
     async def _queue_writes(self, pipe, writes: Writes) -> None:
         rollup = writes.rollup
-        keys, args = [], []
+        names, args = [], []
         for (window, start), amounts in rollup.counters.items():
             fields = [(name, amount) for name, amount in amounts.items() if amount]
             if fields:
-                keys.append(f"{PREFIX}w:{window}:{start}")
+                names.append(keys.window(window, start))
                 args += [expires_at(window, start), len(fields)]
                 for name, amount in fields:
                     args += [name, amount]
-        if keys:
-            await self._incr_hashes(keys=keys, args=args, client=pipe)
-        keys, args = [], []
+        if names:
+            await self._incr_hashes(keys=names, args=args, client=pipe)
+        names, args = [], []
         for (window, start, team), developers in rollup.developers.items():
-            keys.append(f"{PREFIX}dev:{window}:{start}:{team}")
+            names.append(keys.developers(window, start, team))
             args += [expires_at(window, start), len(developers), *developers]
-        if keys:
-            await self._add_hlls(keys=keys, args=args, client=pipe)
+        if names:
+            await self._add_hlls(keys=names, args=args, client=pipe)
         if writes.seen:
-            await self._mark_seen(keys=writes.seen, args=[DEDUP_SECONDS], client=pipe)
+            await self._mark_seen(keys=writes.seen, args=[keys.DEDUP_SECONDS], client=pipe)
         if rollup.teams:
-            pipe.sadd(f"{PREFIX}teams", *rollup.teams)
+            pipe.sadd(keys.TEAMS, *rollup.teams)
         for (event_type, outcome), n in writes.events_total.items():
-            pipe.hincrby(f"{PREFIX}events_total", f"{event_type}{SEP}{outcome}", n)
+            pipe.hincrby(keys.EVENTS_TOTAL, f"{event_type}{SEP}{outcome}", n)
         if writes.last_ts:
-            pipe.zadd(f"{PREFIX}last_ts", writes.last_ts, gt=True)
+            pipe.zadd(keys.LAST_TS, writes.last_ts, gt=True)
         for key, value in writes.states.items():
             if value is None:
                 pipe.delete(key)

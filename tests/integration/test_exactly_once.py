@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from aiyield import keys
 from aiyield.core.windows import SEP
 
 from .conftest import wait_for
@@ -50,7 +51,7 @@ def workload(now: int) -> list[dict]:
 
 
 def accepted(pipeline) -> int:
-    return int(pipeline.redis.hget("ay:events_total", f"token{SEP}accepted") or 0)
+    return int(pipeline.redis.hget(keys.EVENTS_TOTAL, f"token{SEP}accepted") or 0)
 
 
 def assignments(pipeline, worker: int) -> list[set[int]]:

@@ -8,7 +8,6 @@ status codes in one place (`_adapt`): a bad body is 400, an event kind aiyield d
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Awaitable, Callable
 
 import msgspec
@@ -17,6 +16,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
+from aiyield import keys
 from aiyield.gateway import argocd, github, gitlab, otlp
 from aiyield.gateway.common import BadPayload, UnsupportedEvent
 from aiyield.gateway.otlp import PayloadTooLarge, UnsupportedContentType
@@ -55,7 +55,7 @@ class RedisCumulativeState:
         self._script = client.register_script(_CUMULATIVE_DELTA)
 
     async def delta(self, series_key: str, start: int, time: int, value: float) -> float:
-        key = "ay:otlp:" + hashlib.blake2b(series_key.encode(), digest_size=16).hexdigest()
+        key = keys.otlp_series(series_key)
         # repr() keeps a float's full precision through Lua's tonumber.
         result = await self._script(keys=[key], args=[start, time, repr(float(value)), CUMULATIVE_TTL_SECONDS])
         return float(result)

@@ -1,0 +1,60 @@
+"""The Redis key layout: every key aiyield reads or writes is built here, and nowhere else.
+
+Writers (the worker's store, the gateway's OTLP state) and readers (the exporter, `aiyield report`, tests, benches)
+import these builders, so a key renamed here is renamed everywhere; a key spelled by hand elsewhere would silently
+read zero.
+
+Layout (prefix `ay:`):
+  off:{consumer}:{topic}:{partition}   next Kafka offset to apply (written with the batch's effects)
+  seen:{digest}                        dedup marker of an event id (TTL: the dedup horizon)
+  w:{window}:{bucket}                  hash: series -> integer amount (EXPIREAT when the bucket leaves its window)
+  dev:{window}:{bucket}:{team}         HyperLogLog of pseudonymised developers
+  teams                                set of every team seen
+  events_total                         hash: type<SEP>outcome -> count
+  last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
+  otlp:{digest}                        cumulative OTLP series state of the gateway
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "ay:"
+
+#: Contract: a repeated id has no further effect for at least 7 days. One day of slack.
+DEDUP_SECONDS = 8 * 86400
+
+
+def digest(text: str, size: int = 12) -> str:
+    """A fixed-length stand-in for an unbounded name (ids, repos, series) inside a key."""
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+
+
+def offset(consumer: str, topic: str, partition: int) -> str:
+    return f"{PREFIX}off:{consumer}:{topic}:{partition}"
+
+
+def seen(namespace: str, event_id: str) -> str:
+    # Hashed so a 128-character id costs 24 bytes of key, whatever its content.
+    return f"{PREFIX}seen:{digest(namespace + chr(0) + event_id)}"
+
+
+def window(name: str, bucket: int) -> str:
+    return f"{PREFIX}w:{name}:{bucket}"
+
+
+def developers(name: str, bucket: int, team: str) -> str:
+    return f"{PREFIX}dev:{name}:{bucket}:{team}"
+
+
+TEAMS = f"{PREFIX}teams"
+EVENTS_TOTAL = f"{PREFIX}events_total"
+LAST_TS = f"{PREFIX}last_ts"
+
+
+def otlp_series(series_key: str) -> str:
+    return f"{PREFIX}otlp:{digest(series_key, 16)}"
+
+
+def join(repo: str) -> str:
+    return f"{PREFIX}join:{repo}"
