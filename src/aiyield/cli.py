@@ -114,7 +114,7 @@ def send(
     """Validate NDJSON events and send the valid ones to Kafka; exit 1 if any line was rejected."""
     from aiyield.core.events import decode_lines, parse_items
     from aiyield.core.pseudonym import Pseudonymiser
-    from aiyield.kafka import Publisher, dlq_record, ensure_topics
+    from aiyield.kafka import Publisher, dead_letters, ensure_topics
 
     settings = _require(_settings(), redis=False)
     stream = sys.stdin.buffer if file == "-" else open(file, "rb")
@@ -129,7 +129,7 @@ def send(
     try:
         publisher.publish_events(settings.events_topic, good)
         if rejected:
-            publisher.publish(settings.dlq_topic, [dlq_record(err, "send") for _n, err in rejected])
+            publisher.publish(settings.dlq_topic, dead_letters(bad, "send"))
     finally:
         publisher.close()
     table = Table(title=f"aiyield send {file}")

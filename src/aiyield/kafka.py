@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from aiyield.core.events import InvalidEvent, encode, envelope
+from aiyield.core.events import Rejected, encode, envelope
 
 #: Events per Kafka message.
 ENVELOPE_SIZE = 100
@@ -49,21 +49,40 @@ def envelopes(events: Sequence[Any], size: int = ENVELOPE_SIZE) -> list[bytes]:
     return [envelope(list(events[i : i + size])) for i in range(0, len(events), size)]
 
 
-def dlq_record(error: InvalidEvent, source: str, record_id: str | None = None) -> bytes:
-    """A dead-letter record: the reason, where it came from, and the raw item (developer already pseudonymised).
+#: Rejected items per dead-letter message: a body of a million bad items becomes a thousand messages, not a million.
+DEAD_LETTERS_PER_MESSAGE = 1000
+#: A rejection reason is cut at this many characters; a raw item larger than `MAX_RAW_BYTES` (encoded) is replaced
+#: by its first bytes as a string. Dead letters are for diagnosis, not for amplifying a hostile body.
+MAX_REASON_CHARS = 500
+MAX_RAW_BYTES = 4096
 
-    `record_id` is deterministic for records the worker rejects (topic/partition/offset/index), so a replay after a
-    crash re-publishes the same id and the invalid counter, deduplicated on it, stays exact.
+
+def dead_letters(rejected: Sequence[Rejected], source: str, batch_id: str | None = None) -> list[bytes]:
+    """Dead-letter messages for the rejected items of one request or record, many items per message.
+
+    Each item keeps its index, its type (a bounded label), its reason and its raw form (developer already
+    pseudonymised). `batch_id` is deterministic for records the worker rejects (topic/partition/offset), so a replay
+    after a crash re-publishes the same message ids and the invalid counter, deduplicated on them, stays exact.
     """
-    return encode(
-        {
-            "id": record_id or f"{source}:{uuid.uuid4()}",
-            "type": error.type,
-            "reason": error.reason,
-            "source": source,
-            "raw": error.raw,
-        }
-    )
+    batch_id = batch_id or f"{source}:{uuid.uuid4()}"
+    messages = []
+    for n, start in enumerate(range(0, len(rejected), DEAD_LETTERS_PER_MESSAGE)):
+        items = [_dead_item(r) for r in rejected[start : start + DEAD_LETTERS_PER_MESSAGE]]
+        messages.append(encode({"id": f"{batch_id}#{n}", "source": source, "rejected": items}))
+    return messages
+
+
+def _dead_item(rejected: Rejected) -> dict[str, Any]:
+    raw = rejected.error.raw
+    encoded = encode(raw) if raw is not None else b"null"
+    if len(encoded) > MAX_RAW_BYTES:
+        raw = encoded[:MAX_RAW_BYTES].decode(errors="replace")
+    return {
+        "index": rejected.index,
+        "type": rejected.error.type,
+        "reason": rejected.error.reason[:MAX_REASON_CHARS],
+        "raw": raw,
+    }
 
 
 class Publisher:

@@ -14,11 +14,11 @@ from typing import Awaitable, Callable, Sequence
 import msgspec
 
 from aiyield.core import crediting
-from aiyield.core.events import Event, TaskEvent, envelope, parse_message
+from aiyield.core.events import EVENT_TYPES, Event, TaskEvent, envelope, parse_message
 from aiyield.core.measures import measure, measure_credit
 from aiyield.core.pricing import PriceTable
 from aiyield.core.pseudonym import Pseudonymiser
-from aiyield.kafka import dlq_record
+from aiyield.kafka import dead_letters
 from aiyield.settings import Settings
 from aiyield import keys
 from aiyield.store import Consumed, Store, Writes, retry_forever
@@ -49,16 +49,10 @@ class Processor:
         by_repo: dict[str, list[Event]] = defaultdict(list)
         for record in records:
             good, bad = parsed[(record.partition, record.offset)]
-            for rejected in bad:
-                log.info(
-                    "invalid event at %s[%d]@%d #%d: %s",
-                    record.topic, record.partition, record.offset, rejected.index, rejected.error.reason,
-                )
-                dead.append(
-                    dlq_record(
-                        rejected.error, "worker", f"{record.topic}:{record.partition}:{record.offset}:{rejected.index}"
-                    )
-                )
+            where = f"{record.topic}:{record.partition}:{record.offset}"
+            if bad:
+                log.info("%d invalid event(s) at %s, first: %s", len(bad), where, bad[0].error.reason)
+                dead += dead_letters(bad, "worker", where)
             for event in good:
                 if crediting.is_relevant(event):
                     by_repo[event.repo].append(event)  # type: ignore[union-attr]
@@ -72,13 +66,13 @@ class Processor:
             return None
 
         def read_keys(fresh: list[Consumed]) -> list[str]:
-            keys = []
+            wanted = []
             for record in fresh:
                 for event in parsed[(record.partition, record.offset)][0]:
-                    keys.append(keys.seen("event", event.id))
+                    wanted.append(keys.seen("event", event.id))
                     if (key := task_key(event)) is not None:
-                        keys.append(key)
-            return keys
+                        wanted.append(key)
+            return wanted
 
         def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
             writes = Writes()
@@ -154,13 +148,9 @@ class Processor:
 
     async def dead_letters(self, records: Sequence[Consumed]) -> int:
         """Count invalid events from the dead-letter topic, whoever rejected them (worker, gateway, `send`)."""
-        letters: dict[tuple[int, int], tuple[str, str]] = {}
+        letters: dict[tuple[int, int], tuple[str, dict[str, int]]] = {}
         for record in records:
-            try:
-                letter = msgspec.json.decode(record.value)
-                letters[(record.partition, record.offset)] = (str(letter["id"]), str(letter.get("type", "unknown")))
-            except (msgspec.DecodeError, KeyError, TypeError):
-                letters[(record.partition, record.offset)] = (f"{record.topic}:{record.partition}:{record.offset}", "unknown")
+            letters[(record.partition, record.offset)] = _read_letter(record)
 
         def read_keys(fresh: list[Consumed]) -> list[str]:
             return [keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh]
@@ -169,13 +159,29 @@ class Processor:
             writes = Writes()
             batch_seen: set[str] = set()
             for record in fresh:
-                letter_id, event_type = letters[(record.partition, record.offset)]
+                letter_id, by_type = letters[(record.partition, record.offset)]
                 key = keys.seen("dlq", letter_id)
                 if values.get(key) is None and key not in batch_seen:
                     batch_seen.add(key)
                     writes.seen.append(key)
-                    writes.count(event_type, "invalid")
+                    for event_type, n in by_type.items():
+                        writes.count(event_type, "invalid", n)
             return writes
 
         return await self.store.transact(DEAD_LETTERS, records, read_keys, compute)
 
+
+
+def _read_letter(record: Consumed) -> tuple[str, dict[str, int]]:
+    """(dedup id, invalid items by type) of one dead-letter message; an unreadable one counts as one `unknown`."""
+    where = f"{record.topic}:{record.partition}:{record.offset}"
+    try:
+        letter = msgspec.json.decode(record.value)
+        items = letter["rejected"]
+        by_type: dict[str, int] = defaultdict(int)
+        for item in items:
+            event_type = item.get("type")
+            by_type[event_type if event_type in EVENT_TYPES else "unknown"] += 1
+        return str(letter["id"]), dict(by_type)
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+        return where, {"unknown": 1}

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from aiyield.core.events import InvalidEvent, Rejected, decode, decode_lines, parse_items, unpack
 from aiyield.core.pseudonym import Pseudonymiser
 from aiyield.gateway.signatures import bearer_ok
-from aiyield.kafka import Publisher, PublishError, dlq_record, envelopes
+from aiyield.kafka import Publisher, PublishError, dead_letters, envelopes
 from aiyield.settings import Settings
 
 log = logging.getLogger("aiyield.gateway")
@@ -44,7 +44,7 @@ class Gateway:
         if values:
             await self.publisher.publish_async(self.settings.events_topic, values)
         if bad:
-            await self.publisher.publish_async(self.settings.dlq_topic, [dlq_record(r.error, source) for r in bad])
+            await self.publisher.publish_async(self.settings.dlq_topic, dead_letters(bad, source))
         return len(good), bad
 
 
