@@ -7,19 +7,49 @@ Pure: no I/O. Everything that accepts events from the outside world (worker, gat
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
 import msgspec
 
 #: Events further in the future than this are rejected (clock skew allowance).
 MAX_FUTURE_SECONDS = 300.0
 
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: Largest count: integers up to 2^53 - 1 survive every JSON parser and float conversion exactly, and a window sum
+#: of many of them still fits the store's 64-bit counters.
+MAX_COUNT = 2**53 - 1
+MAX_COST_USD = 1e6
+# No control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) anywhere in a string.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_NO_CONTROL)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
 Sha = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{7,64}$")]
-Timestamp = Union[dt.datetime, float]
+Cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
+Timestamp = Union[dt.datetime, Annotated[float, msgspec.Meta(ge=0)]]
+
+
+def clean_name(value: str) -> str:
+    """A name as aiyield keys it: NFKC-normalised, without format characters (zero-width, bidi controls).
+
+    Look-alikes then name the same team, tool or model: `ｐａｙｍｅｎｔｓ` is `payments`, and a zero-width space
+    cannot split a team in two or hide a model from the price table. ASCII, the common case, is returned as is.
+    """
+    if value.isascii():
+        return value
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", value) if unicodedata.category(ch) != "Cf")
+    if not text:
+        raise ValueError(f"{value!r} is empty once normalised")
+    return text
+
+
+def _clean_fields(event: "BaseEvent", names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(event, name)
+        if value is not None:
+            setattr(event, name, clean_name(value))
 
 
 class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
@@ -32,16 +62,21 @@ class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=Tr
     def type(self) -> str:
         return self.__struct_config__.tag  # type: ignore[return-value]
 
+    #: String fields normalised with `clean_name`.
+    _names: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         if isinstance(self.ts, dt.datetime):
             if self.ts.tzinfo is None:
                 raise ValueError("ts must carry a UTC offset (RFC 3339), e.g. 2026-01-01T12:00:00Z")
             self.ts = self.ts.timestamp()
-        elif self.ts < 0:
-            raise ValueError("ts must be >= 0 epoch seconds")
+            if self.ts < 0:
+                raise ValueError("ts must not be before 1970-01-01T00:00:00Z")
+        _clean_fields(self, self._names)
 
 
 class TokenEvent(BaseEvent, tag="token"):
+    _names = ("team", "tool", "model", "repo", "task_id")
     team: Name
     tool: Name
     model: Name
@@ -49,13 +84,14 @@ class TokenEvent(BaseEvent, tag="token"):
     output_tokens: Count
     cache_read_tokens: Count = 0
     cache_write_tokens: Count = 0
-    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cost_usd: Cost | None = None
     developer: Name | None = None
     task_id: Name | None = None
     repo: Name | None = None
 
 
 class TaskEvent(BaseEvent, tag="task"):
+    _names = ("task_id", "team", "tool", "repo")
     task_id: Name
     team: Name
     tool: Name
@@ -73,18 +109,22 @@ class TaskEvent(BaseEvent, tag="task"):
 
 
 class PushEvent(BaseEvent, tag="push"):
+    _names = ("repo", "branch")
     repo: Name
     branch: Name
     commits: list[Sha]
     head: Sha | None = None
+    reverts: list[Sha] = []
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.commits = [c.lower() for c in self.commits]
+        self.reverts = [c.lower() for c in self.reverts]
         self.head = self.head.lower() if self.head else (self.commits[-1] if self.commits else None)
 
 
 class DeploymentEvent(BaseEvent, tag="deployment"):
+    _names = ("deploy_id", "repo", "environment", "rollback_of", "team")
     deploy_id: Name
     repo: Name
     environment: Name
@@ -105,7 +145,9 @@ class DeploymentEvent(BaseEvent, tag="deployment"):
 Event = Union[TokenEvent, TaskEvent, PushEvent, DeploymentEvent]
 EVENT_TYPES = ("token", "task", "push", "deployment")
 
-_decoder = msgspec.json.Decoder()
+# float_hook: a number too large for a float (1e400) becomes inf, which the bounds then reject for that one item,
+# instead of failing the whole body or message as malformed JSON.
+_decoder = msgspec.json.Decoder(float_hook=float)
 _encoder = msgspec.json.Encoder()
 
 
@@ -155,7 +197,7 @@ def _validate(obj: Any, now: float, pseudonymise: Callable[[str], str] | None) -
     try:
         event: Event = msgspec.convert(obj, Event)  # type: ignore[arg-type]
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(str(exc), obj) from None
+        raise InvalidEvent(str(exc).replace(f"matching regex {_NO_CONTROL!r}", "without control characters"), obj) from None
     return _finish(event, now, pseudonymise, obj)
 
 
