@@ -13,6 +13,11 @@ Layout (prefix `ay:`):
   events_total                         hash: type<SEP>outcome -> count
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
   otlp:{digest}                        cumulative OTLP series state of the gateway
+  j:t:{digest}                         join: one task (team, task_id)
+  j:c:{repo digest}:{sha prefix}       join: the commits of a repo sharing a 7-character SHA prefix
+  j:d:{digest}                         join: one deployment (repo, deploy_id)
+  j:b:{digest}                         join: head-only deployments anchored on a branch (repo, branch)
+  j:p:{digest}                         join: sorted set of commits pushed to a branch, by push time
 """
 
 from __future__ import annotations
@@ -56,5 +61,27 @@ def otlp_series(series_key: str) -> str:
     return f"{PREFIX}otlp:{digest(series_key, 16)}"
 
 
-def join(repo: str) -> str:
-    return f"{PREFIX}join:{repo}"
+# Join state (see aiyield.core.crediting): one key per entity, each expiring a horizon past its newest event time.
+
+
+def join_task(team: str, task_id: str) -> str:
+    return f"{PREFIX}j:t:{digest(team + chr(0) + task_id)}"
+
+
+def join_commits(repo: str, prefix: str) -> str:
+    """The commits of a repo whose SHA starts with `prefix` (7 hex characters)."""
+    return f"{PREFIX}j:c:{digest(repo, 8)}:{prefix}"
+
+
+def join_deployment(repo: str, deploy_id: str) -> str:
+    return f"{PREFIX}j:d:{digest(repo + chr(0) + deploy_id)}"
+
+
+def join_branch(repo: str, branch: str) -> str:
+    """The head-only deployments anchored on a branch."""
+    return f"{PREFIX}j:b:{digest(repo + chr(0) + branch)}"
+
+
+def join_pushes(repo: str, branch: str) -> str:
+    """Sorted set of `sha@ts` pushed to a branch, scored by push time."""
+    return f"{PREFIX}j:p:{digest(repo + chr(0) + branch)}"

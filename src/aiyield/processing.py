@@ -1,11 +1,18 @@
 """The worker's three batch handlers, independent of faust: ingest, join (crediting) and dead-letter counting.
 
-Each handler turns a batch of consumed Kafka records into side outputs (published and acknowledged first) and one
-`Store.transact` call (writes + offsets, atomically). The faust topology in `worker.py` only feeds batches in.
+Each handler decodes a batch of consumed Kafka records, publishes its side outputs (acknowledged first), then
+applies the batch's pure plan (`aiyield.batch`) with `Store.transact` (writes + offsets, atomically). The faust
+topology in `worker.py` only feeds batches in.
+
+Error policy, in one place (`_guarded`): a record the handler cannot process — whatever the reason, a bug included —
+never stops its partition. The batch is retried record by record; each record that still fails is dead-lettered
+with the error as its reason and its offset committed with no other effect, and the stream moves on. Transport
+failures (Kafka, Redis) are not errors of a record: they are retried until they pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -13,15 +20,14 @@ from typing import Awaitable, Callable, Sequence
 
 import msgspec
 
+from aiyield import batch
 from aiyield.core import crediting
-from aiyield.core.events import EVENT_TYPES, Event, TaskEvent, envelope, parse_message
-from aiyield.core.measures import measure, measure_credit
+from aiyield.core.events import EVENT_TYPES, Event, InvalidEvent, Rejected, envelope, parse_message
 from aiyield.core.pricing import PriceTable
 from aiyield.core.pseudonym import Pseudonymiser
 from aiyield.kafka import dead_letters
 from aiyield.settings import Settings
-from aiyield import keys
-from aiyield.store import Consumed, Store, Writes, retry_forever
+from aiyield.store import Consumed, Store, Writes, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,15 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, Sequence[bytes], Sequence[bytes | None] | None], Awaitable[None]]
 
 INGEST, JOIN, DEAD_LETTERS = "ingest", "join", "dlq"
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the infrastructure, not of a record: retried (publishing) or fatal to the process (the store's,
+    once its own retries of connection errors give up), never a reason to dead-letter a record."""
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    return (KafkaError, RedisError, OSError, asyncio.TimeoutError)
 
 
 class Processor:
@@ -40,136 +55,104 @@ class Processor:
         self.policy = settings.policy
         self.dlq_topic = settings.dlq_topic
         self.join_topic = settings.join_topic
+        self.transient = _transport_errors()
 
     async def ingest(self, records: Sequence[Consumed]) -> int:
-        now = time.time()
-        parsed = {(r.partition, r.offset): parse_message(r.value, now, self.pseudonymise) for r in records}
+        return await self._guarded(INGEST, records, self._ingest)
 
+    async def join(self, records: Sequence[Consumed]) -> int:
+        return await self._guarded(JOIN, records, self._join)
+
+    async def dead_letters(self, records: Sequence[Consumed]) -> int:
+        """Count invalid events from the dead-letter topic, whoever rejected them (worker, gateway, `send`)."""
+        return await self._guarded(DEAD_LETTERS, records, self._dead_letters)
+
+    async def _ingest(self, records: Sequence[Consumed]) -> int:
+        now = time.time()
+        decoded: dict[tuple[int, int], list[Event]] = {}
         dead: list[bytes] = []
-        by_repo: dict[str, list[Event]] = defaultdict(list)
+        joins: dict[str, list[Event]] = defaultdict(list)
         for record in records:
-            good, bad = parsed[(record.partition, record.offset)]
+            good, bad = parse_message(record.value, now, self.pseudonymise)
+            decoded[(record.partition, record.offset)] = good
             where = f"{record.topic}:{record.partition}:{record.offset}"
             if bad:
                 log.info("%d invalid event(s) at %s, first: %s", len(bad), where, bad[0].error.reason)
                 dead += dead_letters(bad, "worker", where)
+            # The record's own time is its arrival: deterministic on a replay, unlike the clock.
+            arrival = record.timestamp or now
             for event in good:
-                if crediting.is_relevant(event):
-                    by_repo[event.repo].append(event)  # type: ignore[union-attr]
-        await self._publish_side_outputs(dead, by_repo)
+                if crediting.is_relevant(event) and not self.policy.too_late(event.ts, arrival):
+                    joins[crediting.partition_key(event)].append(event)  # type: ignore[arg-type]
+        await self._publish_side_outputs(dead, joins)
+        return await self.store.transact(INGEST, records, batch.ingest(decoded, self.prices, now))
 
-        def task_key(event: Event) -> str | None:
-            # A task reported completed twice (a Claude Code session that commits across several replies) is one
-            # completed task: its status is counted once per task_id, however many events report it.
-            if isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
-                return keys.seen("task", f"{event.team}\0{event.task_id}\0{event.status}")
-            return None
+    async def _publish_side_outputs(self, dead: list[bytes], joins: dict[str, list[Event]]) -> None:
+        # Built before retrying: only the transport is retried, a bug in building them is not.
+        partitions = list(joins)
+        values = [envelope(joins[k]) for k in partitions]
+        keys = [k.encode() for k in partitions]
 
-        def read_keys(fresh: list[Consumed]) -> list[str]:
-            wanted = []
-            for record in fresh:
-                for event in parsed[(record.partition, record.offset)][0]:
-                    wanted.append(keys.seen("event", event.id))
-                    if (key := task_key(event)) is not None:
-                        wanted.append(key)
-            return wanted
-
-        def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
-            writes = Writes()
-            batch_seen: set[str] = set()
-            for record in fresh:
-                for event in parsed[(record.partition, record.offset)][0]:
-                    key = keys.seen("event", event.id)
-                    if values.get(key) is not None or key in batch_seen:
-                        writes.count(event.type, "duplicate")
-                        continue
-                    batch_seen.add(key)
-                    writes.seen.append(key)
-                    writes.count(event.type, "accepted")
-                    writes.saw(event.type, event.ts)
-                    status_key = task_key(event)
-                    if status_key is not None:
-                        if values.get(status_key) is not None or status_key in batch_seen:
-                            continue  # accepted, but this task's status was already counted
-                        batch_seen.add(status_key)
-                        writes.seen.append(status_key)
-                    measure(writes.rollup, event, self.prices, now)
-            return writes
-
-        return await self.store.transact(INGEST, records, read_keys, compute)
-
-    async def _publish_side_outputs(self, dead: list[bytes], by_repo: dict[str, list[Event]]) -> None:
         async def publish() -> None:
             if dead:
                 await self.publish(self.dlq_topic, dead, None)
-            if by_repo:
-                repos = list(by_repo)
+            if values:
                 # Keyed by repo: every event of a repo lands on one partition, owned by one worker at a time.
-                await self.publish(
-                    self.join_topic, [envelope(by_repo[r]) for r in repos], [r.encode() for r in repos]
-                )
+                await self.publish(self.join_topic, values, keys)
 
-        await retry_forever("publishing dead letters and join records", publish)
+        await retry_transient("publishing dead letters and join records", publish, self.transient)
 
-    async def join(self, records: Sequence[Consumed]) -> int:
-        now = time.time()
+    async def _join(self, records: Sequence[Consumed]) -> int:
         decoded: dict[tuple[int, int], list[Event]] = {}
         for record in records:
             # Join records were validated (future `ts` included) at ingest and may be re-read much later, so the
-            # clock is not consulted again (now=inf). A record that no longer parses is a bug, not data: logged.
+            # clock is not consulted again (now=inf).
             good, bad = parse_message(record.value, float("inf"), None)
-            for rejected in bad:
-                log.error("unreadable join record %s[%d]@%d: %s", record.topic, record.partition, record.offset, rejected.error)
+            if bad:
+                raise InvalidEvent(f"unreadable join record: {bad[0].error.reason}")
             decoded[(record.partition, record.offset)] = good
+        return await self.store.transact(JOIN, records, batch.join(decoded, self.policy, time.time()))
 
-        def repo_of(event: Event) -> str:
-            return event.repo  # type: ignore[union-attr]
+    async def _dead_letters(self, records: Sequence[Consumed]) -> int:
+        letters = {(r.partition, r.offset): _read_letter(r) for r in records}
+        return await self.store.transact(DEAD_LETTERS, records, batch.dead_letters(letters))
 
-        def read_keys(fresh: list[Consumed]) -> list[str]:
-            return [keys.join(repo_of(e)) for r in fresh for e in decoded[(r.partition, r.offset)]]
-
-        def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
-            writes = Writes()
-            grouped: dict[str, list[Event]] = defaultdict(list)
-            for record in fresh:
-                for event in decoded[(record.partition, record.offset)]:
-                    grouped[repo_of(event)].append(event)
-            for repo, events in grouped.items():
-                key = keys.join(repo)
-                raw = values.get(key)
-                state = crediting.decode_state(raw) if raw is not None else None
-                new_state, credits = crediting.apply(state, events, self.policy, now)  # type: ignore[arg-type]
-                writes.states[key] = crediting.encode_state(new_state) if new_state is not None else None
-                for credit in credits:
-                    measure_credit(writes.rollup, credit, now)
-            return writes
-
-        return await self.store.transact(JOIN, records, read_keys, compute)
-
-    async def dead_letters(self, records: Sequence[Consumed]) -> int:
-        """Count invalid events from the dead-letter topic, whoever rejected them (worker, gateway, `send`)."""
-        letters: dict[tuple[int, int], tuple[str, dict[str, int]]] = {}
+    async def _guarded(
+        self, consumer: str, records: Sequence[Consumed], handle: Callable[[Sequence[Consumed]], Awaitable[int]]
+    ) -> int:
+        """Run a handler on the batch; if it fails, on each record alone, dead-lettering the ones that fail."""
+        try:
+            return await handle(records)
+        except self.transient:
+            raise
+        except Exception:  # noqa: BLE001 - narrowed below to the records at fault
+            if len(records) > 1:
+                log.warning("%s batch of %d records failed; retrying record by record", consumer, len(records))
+        applied = 0
         for record in records:
-            letters[(record.partition, record.offset)] = _read_letter(record)
+            try:
+                applied += await handle([record])
+            except self.transient:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the record is dead-lettered with the error, and counted
+                applied += await self._reject_record(consumer, record, exc)
+        return applied
 
-        def read_keys(fresh: list[Consumed]) -> list[str]:
-            return [keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh]
+    async def _reject_record(self, consumer: str, record: Consumed, exc: Exception) -> int:
+        where = f"{record.topic}:{record.partition}:{record.offset}"
+        log.error("%s could not process %s; dead-lettered: %r", consumer, where, exc, exc_info=exc)
+        if consumer != DEAD_LETTERS:  # a dead letter that cannot be counted is not sent round again
+            preview = record.value[:4096].decode(errors="replace")
+            error = InvalidEvent(f"{consumer} could not process this record: {exc!r}"[:500], {"record": preview})
+            letters = dead_letters([Rejected(-1, error)], consumer, where)
+            await retry_transient("dead-lettering a record", lambda: self.publish(self.dlq_topic, letters, None), self.transient)
+        return await self.store.transact(consumer, [record], _skip)
 
-        def compute(fresh: list[Consumed], values: dict[str, bytes | None]) -> Writes:
-            writes = Writes()
-            batch_seen: set[str] = set()
-            for record in fresh:
-                letter_id, by_type = letters[(record.partition, record.offset)]
-                key = keys.seen("dlq", letter_id)
-                if values.get(key) is None and key not in batch_seen:
-                    batch_seen.add(key)
-                    writes.seen.append(key)
-                    for event_type, n in by_type.items():
-                        writes.count(event_type, "invalid", n)
-            return writes
 
-        return await self.store.transact(DEAD_LETTERS, records, read_keys, compute)
-
+def _skip(fresh: list[Consumed]):
+    """A plan that only commits the records' offsets."""
+    return Writes()
+    yield  # pragma: no cover - makes this a generator
 
 
 def _read_letter(record: Consumed) -> tuple[str, dict[str, int]]:
@@ -177,9 +160,8 @@ def _read_letter(record: Consumed) -> tuple[str, dict[str, int]]:
     where = f"{record.topic}:{record.partition}:{record.offset}"
     try:
         letter = msgspec.json.decode(record.value)
-        items = letter["rejected"]
         by_type: dict[str, int] = defaultdict(int)
-        for item in items:
+        for item in letter["rejected"]:
             event_type = item.get("type")
             by_type[event_type if event_type in EVENT_TYPES else "unknown"] += 1
         return str(letter["id"]), dict(by_type)

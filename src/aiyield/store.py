@@ -1,9 +1,14 @@
-"""Redis store: rolling-window counters, dedup markers, join state, and the consumed Kafka offsets — together.
+"""State stores: rolling-window counters, dedup markers, join state and the consumed Kafka offsets — together.
 
 Exactly-once effect without Kafka transactions (the embedded broker has none that work): every batch's writes and
-the offsets it consumed are committed in ONE Redis transaction, and records below the stored offset are skipped.
-Redis is therefore the source of truth for "what has been applied"; Kafka's committed offsets only decide where a
-restarted consumer starts reading, and they may lag Redis (re-read, skipped) but never lead it (see `transact`).
+the offsets it consumed are committed in ONE transaction, and records below the stored offset are skipped. The
+store is therefore the source of truth for "what has been applied"; Kafka's committed offsets only decide where a
+restarted consumer starts reading, and they may lag the store (re-read, skipped) but never lead it.
+
+A batch is applied by a *plan*: a generator over the batch's fresh records that yields `Read`s (keys to get,
+sorted-set ranges to scan), receives what was read, and returns the batch's `Writes`. Plans are pure (see
+`aiyield.batch`): a conflict reruns them from the start. Two stores run plans with the same contract: `RedisStore`
+(WATCH every key read, then MULTI/EXEC the writes with the offsets) and `MemoryStore` (unit tests).
 
 The key layout is in `aiyield.keys`.
 """
@@ -12,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Generator, Protocol, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,16 +31,35 @@ from aiyield.core.windows import SEP, Rollup, expires_at
 
 log = logging.getLogger(__name__)
 
+#: Counters saturate here instead of failing: Redis refuses an increment past a signed 64-bit integer, and a failed
+#: command inside MULTI would leave the rest of the batch applied. Validated events cannot get near it honestly.
+COUNTER_LIMIT = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Consumed:
-    """One Kafka record as the worker received it."""
+    """One Kafka record as the worker received it; `timestamp` is the record's time (its arrival), in seconds."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a plan step reads: plain keys, and sorted-set members with lo <= score <= hi."""
+
+    keys: tuple[str, ...] = ()
+    ranges: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass
+class Got:
+    values: dict[str, bytes | None] = field(default_factory=dict)
+    ranges: dict[tuple[str, float, float], list[bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,8 +70,10 @@ class Writes:
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
-    #: key -> new value; None deletes the key
-    states: dict[str, bytes | None] = field(default_factory=dict)
+    #: key -> (value, expire at epoch seconds)
+    values: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
+    members: dict[str, tuple[list[tuple[bytes, float]], int, float]] = field(default_factory=dict)
 
     def count(self, event_type: str, outcome: str, n: int = 1) -> None:
         self.events_total[(event_type, outcome)] = self.events_total.get((event_type, outcome), 0) + n
@@ -56,28 +83,55 @@ class Writes:
             self.last_ts[event_type] = ts
 
 
-#: compute(fresh records, values of the keys it asked to read) -> writes. Pure and synchronous: it may run twice
-#: when a concurrent writer forces a retry, so it must not have side effects.
-Compute = Callable[[list[Consumed], dict[str, bytes | None]], Writes]
-ReadKeys = Callable[[list[Consumed]], Sequence[str]]
+#: plan(fresh records) -> generator yielding reads, returning the writes. Pure: it may run again after a conflict.
+Plan = Callable[[list["Consumed"]], Generator[Read, Got, Writes]]
+
+
+class Store(Protocol):
+    async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def _fresh(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> list[Consumed]:
+    return [r for r in records if r.offset >= start.get((r.topic, r.partition), -1)]
+
+
+def _next_offsets(fresh: Sequence[Consumed]) -> dict[tuple[str, int], int]:
+    # One pass over the batch for every partition's next offset, rather than one scan per partition.
+    last: dict[tuple[str, int], int] = {}
+    for r in fresh:
+        last[(r.topic, r.partition)] = max(r.offset + 1, last.get((r.topic, r.partition), 0))
+    return last
+
+
+def _saturate(amount: int) -> int:
+    return max(-COUNTER_LIMIT, min(COUNTER_LIMIT, amount))
+
 
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # Scripts write a whole batch's markers, counters and HyperLogLogs in a few commands instead of one per key and
 # field: redis-py spends ~15 us of Python per pipelined command, which dominated a batch's cost. They run inside
-# MULTI like any other command, so atomicity with the offsets is unchanged.
+# MULTI like any other command, so atomicity with the offsets is unchanged, and none of them can fail half-way.
 _MARK_SEEN = """
 for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end
 return #KEYS
 """
-# ARGV, per key in KEYS order: expire-at, n, then n (field, amount) pairs.
+# ARGV, per key in KEYS order: expire-at, n, then n (field, amount) pairs. An increment that would overflow a 64-bit
+# counter saturates it instead of raising (see COUNTER_LIMIT).
 _INCR_HASHES = """
 local a = 1
 for _, key in ipairs(KEYS) do
   local expire_at, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   for _ = 1, n do
-    redis.call('HINCRBY', key, ARGV[a], ARGV[a + 1])
+    local ok = redis.pcall('HINCRBY', key, ARGV[a], ARGV[a + 1])
+    if type(ok) == 'table' and ok.err then
+      local limit = '9223372036854775807'
+      if string.sub(ARGV[a + 1], 1, 1) == '-' then limit = '-9223372036854775807' end
+      redis.call('HSET', key, ARGV[a], limit)
+    end
     a = a + 2
   end
   redis.call('EXPIREAT', key, expire_at)
@@ -100,7 +154,7 @@ return #KEYS
 """
 
 
-class Store:
+class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10)
@@ -111,66 +165,74 @@ class Store:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def transact(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
+    async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
         """Apply one batch exactly once; returns how many of its records were new.
 
         The commit order, in one place:
           1. The caller has already published the batch's side outputs (dead letters, join records) and had them
              acknowledged. A crash after that replays them; their consumers are idempotent on deterministic ids.
-          2. Here: WATCH the batch's offset keys and the keys `compute` reads; skip records below the stored
-             offsets (already applied by us before a crash, or by another worker before a rebalance); read;
-             compute; then MULTI: the writes AND the new offsets; EXEC. If any watched key changed (a zombie
-             worker still holding the partition, or a concurrent dedup of the same id), nothing is written and
-             the whole step repeats with fresh reads.
+          2. Here: WATCH the batch's offset keys and every key the plan reads; skip records below the stored
+             offsets (already applied by us before a crash, or by another worker before a rebalance); run the plan;
+             then MULTI: the writes AND the new offsets; EXEC. If any watched key changed (a zombie worker still
+             holding the partition, or a concurrent writer of the same state), nothing is written and the whole
+             step repeats with fresh reads.
           3. Only after this returns does the stream acknowledge the messages, so Kafka's committed offset can lag
-             Redis's but never lead it. Transient Redis failures are retried here, never raised: raising would let
-             the stream acknowledge messages whose effects were not written.
+             the store's but never lead it. Transient Redis failures are retried here, never raised: raising would
+             let the stream acknowledge messages whose effects were not written.
         """
-        delay = 0.1
+        attempt = _Backoff()
         while True:
             try:
-                return await self._transact_once(consumer, records, read_keys, compute)
+                return await self._transact_once(consumer, records, plan)
             except WatchError:
                 continue
             except _TRANSIENT as exc:
-                log.warning("redis unavailable (%s); retrying batch of %d records in %.1fs", exc, len(records), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await attempt.wait(f"redis unavailable ({exc}); retrying batch of {len(records)} records")
 
-    async def _transact_once(self, consumer: str, records: Sequence[Consumed], read_keys: ReadKeys, compute: Compute) -> int:
+    async def _transact_once(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
         partitions = sorted({(r.topic, r.partition) for r in records})
-        offset_keys = [keys.offset(consumer, t, p) for t, p in partitions]
+        offset_keys = {tp: keys.offset(consumer, *tp) for tp in partitions}
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(*offset_keys)
-            stored = dict(zip(partitions, await pipe.mget(offset_keys)))
-            start = {tp: int(v) if v is not None else -1 for tp, v in stored.items()}
-            fresh = [r for r in records if r.offset >= start[(r.topic, r.partition)]]
+            await pipe.watch(*offset_keys.values())
+            stored = await pipe.mget(list(offset_keys.values()))
+            fresh = _fresh(records, {tp: int(v) for tp, v in zip(partitions, stored) if v is not None})
             if not fresh:
                 await pipe.unwatch()
                 return 0
-            wanted = list(dict.fromkeys(read_keys(fresh)))
-            values: dict[str, bytes | None] = {}
-            if wanted:
-                await pipe.watch(*wanted)
-                values = dict(zip(wanted, await pipe.mget(wanted)))
-            writes = compute(fresh, values)
+            steps = plan(fresh)
+            try:
+                read = next(steps)
+                while True:
+                    read = steps.send(await self._read(pipe, read))
+            except StopIteration as done:
+                writes: Writes = done.value
             pipe.multi()
             await self._queue_writes(pipe, writes)
-            # One pass over the batch for every partition's last offset, rather than one scan per partition.
-            last: dict[tuple[str, int], int] = {}
-            for r in fresh:
-                last[(r.topic, r.partition)] = max(r.offset, last.get((r.topic, r.partition), -1))
-            for tp, key in zip(partitions, offset_keys, strict=True):
-                if tp in last:
-                    pipe.set(key, last[tp] + 1)
+            for tp, n in _next_offsets(fresh).items():
+                pipe.set(offset_keys[tp], n)
             await pipe.execute()
             return len(fresh)
+
+    @staticmethod
+    async def _read(pipe, read: Read) -> Got:
+        got = Got()
+        wanted = list(dict.fromkeys(read.keys))
+        ranged = list(dict.fromkeys(read.ranges))
+        watch = wanted + [key for key, _lo, _hi in ranged]
+        if not watch:
+            return got
+        await pipe.watch(*watch)
+        if wanted:
+            got.values = dict(zip(wanted, await pipe.mget(wanted)))
+        for rng in ranged:
+            got.ranges[rng] = await pipe.zrangebyscore(*rng)
+        return got
 
     async def _queue_writes(self, pipe, writes: Writes) -> None:
         rollup = writes.rollup
         names, args = [], []
         for (window, start), amounts in rollup.counters.items():
-            fields = [(name, amount) for name, amount in amounts.items() if amount]
+            fields = [(name, _saturate(amount)) for name, amount in amounts.items() if amount]
             if fields:
                 names.append(keys.window(window, start))
                 args += [expires_at(window, start), len(fields)]
@@ -192,20 +254,113 @@ class Store:
             pipe.hincrby(keys.EVENTS_TOTAL, f"{event_type}{SEP}{outcome}", n)
         if writes.last_ts:
             pipe.zadd(keys.LAST_TS, writes.last_ts, gt=True)
-        for key, value in writes.states.items():
-            if value is None:
-                pipe.delete(key)
-            else:
-                pipe.set(key, value)
+        for key, (value, expire_at) in writes.values.items():
+            pipe.set(key, value, exat=expire_at)
+        for key, (members, expire_at, below) in writes.members.items():
+            pipe.zadd(key, dict(members))
+            pipe.zremrangebyscore(key, "-inf", f"({below!r}")
+            # NX for a new key (no TTL yet), GT for an existing one: a batch of older pushes never shortens it.
+            pipe.expireat(key, expire_at, nx=True)
+            pipe.expireat(key, expire_at, gt=True)
 
 
-async def retry_forever(what: str, fn: Callable[[], Awaitable[None]]) -> None:
-    """Run an I/O step that must succeed before the batch may be acknowledged (e.g. publishing side outputs)."""
-    delay = 0.1
+class MemoryStore:
+    """The same `transact` contract in memory, for the batch rules' unit tests.
+
+    Keeps what `RedisStore` writes, in plain structures: counters per window bucket, developer sets, seen markers,
+    values, sorted sets, offsets. Expiry is not modelled (tests run within one horizon).
+    """
+
+    def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
+        self.counters: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.developers: dict[str, set[str]] = defaultdict(set)
+        self.seen: set[str] = set()
+        self.teams: set[str] = set()
+        self.events_total: dict[tuple[str, str], int] = defaultdict(int)
+        self.last_ts: dict[str, float] = {}
+        self.values: dict[str, bytes] = {}
+        self.members: dict[str, dict[bytes, float]] = defaultdict(dict)
+
+    async def close(self) -> None:
+        pass
+
+    async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
+        start = {(r.topic, r.partition): self.offsets.get(keys.offset(consumer, r.topic, r.partition), -1) for r in records}
+        fresh = _fresh(records, start)
+        if not fresh:
+            return 0
+        steps = plan(fresh)
+        try:
+            read = next(steps)
+            while True:
+                read = steps.send(self._read(read))
+        except StopIteration as done:
+            writes: Writes = done.value
+        self._write(writes)
+        for (topic, partition), n in _next_offsets(fresh).items():
+            self.offsets[keys.offset(consumer, topic, partition)] = n
+        return len(fresh)
+
+    def _read(self, read: Read) -> Got:
+        values = {k: (b"1" if k in self.seen else self.values.get(k)) for k in read.keys}
+        ranges = {
+            (k, lo, hi): [m for m, score in sorted(self.members.get(k, {}).items(), key=lambda i: (i[1], i[0])) if lo <= score <= hi]
+            for k, lo, hi in read.ranges
+        }
+        return Got(values, ranges)
+
+    def _write(self, writes: Writes) -> None:
+        for (window, start), amounts in writes.rollup.counters.items():
+            bucket = self.counters[keys.window(window, start)]
+            for name, amount in amounts.items():
+                bucket[name] = _saturate(bucket[name] + amount)
+        for (window, start, team), developers in writes.rollup.developers.items():
+            self.developers[keys.developers(window, start, team)] |= developers
+        self.teams |= writes.rollup.teams
+        self.seen.update(writes.seen)
+        for key, n in writes.events_total.items():
+            self.events_total[key] += n
+        for event_type, ts in writes.last_ts.items():
+            self.last_ts[event_type] = max(ts, self.last_ts.get(event_type, ts))
+        self.values.update({k: v for k, (v, _expire) in writes.values.items()})
+        for key, (members, _expire, below) in writes.members.items():
+            self.members[key].update(members)
+            self.members[key] = {m: score for m, score in self.members[key].items() if score >= below}
+
+    def window_sums(self, window: str) -> dict[str, int]:
+        """Series -> amount over every bucket of one window (tests read results through this)."""
+        out: dict[str, int] = defaultdict(int)
+        for key, bucket in self.counters.items():
+            if key.startswith(keys.window(window, 0)[: -1]):
+                for name, amount in bucket.items():
+                    out[name] += amount
+        return {k: v for k, v in out.items() if v}
+
+
+_T = TypeVar("_T")
+
+
+class _Backoff:
+    """Exponential backoff between retries of one step: 0.1 s doubling to 5 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.1
+
+    async def wait(self, why: str) -> None:
+        log.warning("%s in %.1fs", why, self.delay)
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
+
+
+async def retry_transient(what: str, fn: Callable[[], Awaitable[_T]], transient: tuple[type[BaseException], ...]) -> _T:
+    """Run an I/O step that must succeed before the batch may be acknowledged, retrying only transport errors.
+
+    Anything else is a bug and propagates (the worker then stops before acknowledging).
+    """
+    attempt = _Backoff()
     while True:
         try:
             return await fn()
-        except Exception as exc:  # noqa: BLE001 - logged and retried; giving up would lose the batch
-            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except transient as exc:
+            await attempt.wait(f"{what} failed ({exc}); retrying")

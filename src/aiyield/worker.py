@@ -23,11 +23,11 @@ import faust
 
 from aiyield.processing import Processor
 from aiyield.settings import Settings
-from aiyield.store import Consumed, Store
+from aiyield.store import Consumed, RedisStore
 
 log = logging.getLogger(__name__)
 
-#: Exit status when a batch handler hits a bug: the process must die before faust acknowledges the batch.
+#: Exit status when a batch cannot be applied (the infrastructure failing for good): the process must die before faust acknowledges the batch.
 EXIT_BUG = 70
 
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings, datadir: str | None = None) -> faust.App:
         producer_acks=-1,
         broker_commit_interval=1.0,
     )
-    store = Store(settings.redis)
+    store = RedisStore(settings.redis)
 
     async def publish(topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
         futures = [
@@ -67,15 +67,19 @@ def create_app(settings: Settings, datadir: str | None = None) -> faust.App:
         async def agent(stream) -> None:
             async for events in stream.take_events(settings.batch_messages, within=settings.batch_seconds):
                 records = [
-                    Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    Consumed(
+                        e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                        e.message.timestamp,
+                    )
                     for e in events
                 ]
                 try:
                     await handler(records)
                 except Exception:  # noqa: BLE001
-                    # take_events acknowledges the batch when this body returns, even by an exception; a bug must
-                    # therefore end the process before that happens, or its events would be silently skipped.
-                    log.exception("bug while handling %d records of %s; exiting without acknowledging", len(records), topic_name)
+                    # The handler dead-letters records it cannot process, so what reaches here is the
+                    # infrastructure failing for good. take_events acknowledges the batch when this body returns,
+                    # even by an exception: the process must end before that, or the batch would be skipped.
+                    log.exception("failure while handling %d records of %s; exiting without acknowledging", len(records), topic_name)
                     logging.shutdown()
                     os._exit(EXIT_BUG)
 

@@ -6,7 +6,7 @@ contract's metric names. Pure: the worker calls these and writes the resulting `
 
 from __future__ import annotations
 
-from aiyield.core.crediting import Credit
+from aiyield.core.crediting import Delta
 from aiyield.core.events import Event, TaskEvent, TokenEvent
 from aiyield.core.pricing import PriceTable
 from aiyield.core.windows import SCALE, Rollup, series
@@ -45,11 +45,14 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
         rollup.add(event.ts, now, amounts)
 
 
-def measure_credit(rollup: Rollup, credit: Credit, now: float) -> None:
-    """Add one credit or retraction (output metrics) at its deployment's time."""
-    rollup.add(
-        credit.ts,
-        now,
-        {series("credit", credit.team): credit.amount, series("tasks", credit.team, credit.tool, "shipped"): credit.shipped},
-    )
-    rollup.teams.add(credit.team)
+def measure_delta(rollup: Rollup, delta: Delta, now: float) -> None:
+    """Add one crediting change (output metrics) at its time: a credit or its retraction at the deployment's ts,
+    a retraction counted at the rollback's or revert's ts, a contested claim at the refused task's ts."""
+    if delta.kind == "credit":
+        amounts = {series("credit", delta.team): delta.amount, series("tasks", delta.team, delta.tool, "shipped"): delta.shipped}
+    elif delta.kind == "retracted":
+        amounts = {series("retracted", delta.team, delta.reason): delta.amount}
+    else:
+        amounts = {series("contested", delta.team): delta.amount}
+    rollup.add(delta.ts, now, amounts)
+    rollup.teams.add(delta.team)

@@ -1,0 +1,142 @@
+"""The worker's batch rules as pure plans: what one batch of decoded records reads and writes.
+
+Each function returns a `store.Plan`: given the batch's fresh records it yields the reads it needs and returns the
+`Writes`. No I/O happens here, so the rules are unit-tested with `store.MemoryStore` and run unchanged on Redis.
+- ingest: dedup by event id, a task's final status counted once per task, input metrics.
+- join: crediting (`core.crediting.join`), its state mapped onto keys, its deltas onto output metrics.
+- dead letters: invalid items counted once per dead-letter message.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generator, Mapping
+
+from aiyield import keys
+from aiyield.core import crediting
+from aiyield.core.crediting import Loaded, Need, Policy
+from aiyield.core.events import EVENT_TYPES, Event, TaskEvent
+from aiyield.core.measures import measure, measure_delta
+from aiyield.core.pricing import PriceTable
+from aiyield.store import Consumed, Got, Plan, Read, Writes
+
+#: Events of a record, by (partition, offset).
+Decoded = Mapping[tuple[int, int], list[Event]]
+
+
+def _status_key(event: Event) -> str | None:
+    # A task reported completed twice (a Claude Code session that commits across several replies) is one completed
+    # task: its status is counted once per task, however many events report it.
+    if isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
+        return keys.seen("task", f"{event.team}\0{event.task_id}\0{event.status}")
+    return None
+
+
+def ingest(decoded: Decoded, prices: PriceTable, now: float) -> Plan:
+    def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
+        events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
+        wanted = []
+        for event in events:
+            wanted.append(keys.seen("event", event.id))
+            if (key := _status_key(event)) is not None:
+                wanted.append(key)
+        got = yield Read(keys=tuple(wanted))
+        writes = Writes()
+        batch_seen: set[str] = set()
+        for event in events:
+            key = keys.seen("event", event.id)
+            if got.values.get(key) is not None or key in batch_seen:
+                writes.count(event.type, "duplicate")
+                continue
+            batch_seen.add(key)
+            writes.seen.append(key)
+            writes.count(event.type, "accepted")
+            writes.saw(event.type, event.ts)
+            status_key = _status_key(event)
+            if status_key is not None:
+                if got.values.get(status_key) is not None or status_key in batch_seen:
+                    continue  # accepted, but this task's status was already counted
+                batch_seen.add(status_key)
+                writes.seen.append(status_key)
+            measure(writes.rollup, event, prices, now)
+        return writes
+
+    return plan
+
+
+def dead_letters(letters: Mapping[tuple[int, int], tuple[str, dict[str, int]]]) -> Plan:
+    """`letters`: (dedup id, invalid items by type) of each dead-letter record."""
+
+    def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
+        got = yield Read(keys=tuple(keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh))
+        writes = Writes()
+        for record in fresh:
+            letter_id, by_type = letters[(record.partition, record.offset)]
+            key = keys.seen("dlq", letter_id)
+            if got.values.get(key) is None and key not in writes.seen:
+                writes.seen.append(key)
+                for event_type, n in by_type.items():
+                    writes.count(event_type if event_type in EVENT_TYPES else "unknown", "invalid", n)
+        return writes
+
+    return plan
+
+
+# Join state <-> keys. Each entity kind: its key builder and its stored type.
+_TASK, _BUCKET, _DEPLOYMENT, _BRANCH = "tasks", "buckets", "deployments", "branches"
+_KINDS: dict[str, tuple[Callable[..., str], type]] = {
+    _TASK: (keys.join_task, crediting.TaskState),
+    _BUCKET: (keys.join_commits, crediting.Bucket),
+    _DEPLOYMENT: (keys.join_deployment, crediting.DeploymentState),
+    _BRANCH: (keys.join_branch, crediting.BranchState),
+}
+
+
+def join(decoded: Decoded, policy: Policy, now: float) -> Plan:
+    def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
+        events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
+        steps = crediting.join(events, policy)
+        try:
+            need = next(steps)
+            while True:
+                named = {_KINDS[kind][0](*ref): (kind, ref) for kind in _KINDS for ref in getattr(need, kind)}
+                ranges = {(keys.join_pushes(repo, branch), lo, hi): (repo, branch, lo, hi) for repo, branch, lo, hi in need.ranges}
+                got = yield Read(keys=tuple(named), ranges=tuple(ranges))
+                need = steps.send(_loaded(named, ranges, got))
+        except StopIteration as done:
+            result: crediting.Result = done.value
+        return _join_writes(result, policy, now)
+
+    return plan
+
+
+def _loaded(named: dict[str, tuple[str, tuple]], ranges: dict[tuple, tuple], got: Got) -> Loaded:
+    loaded = Loaded()
+    for key, (kind, ref) in named.items():
+        raw = got.values.get(key)
+        getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
+    for rng, ref in ranges.items():
+        loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
+    return loaded
+
+
+def _join_writes(result: crediting.Result, policy: Policy, now: float) -> Writes:
+    writes = Writes()
+    # Kept a horizon past the newest event time the entity holds; never less than an hour from now, so that state
+    # of old events (a replay) does not vanish before the batch that wrote it is acknowledged.
+    floor = int(now) + 3600
+
+    def expire(newest: float) -> int:
+        return max(int(newest + policy.horizon), floor)
+
+    changes = result.changes
+    for kind in _KINDS:
+        build = _KINDS[kind][0]
+        for ref, state in getattr(changes, kind).items():
+            writes.values[build(*ref)] = (crediting.encode(state), expire(crediting.newest(state)))
+    for (repo, branch), added in changes.pushes.items():
+        newest = max(ts for ts, _sha in added)
+        members = [(f"{sha}@{ts!r}".encode(), ts) for ts, sha in added]
+        writes.members[keys.join_pushes(repo, branch)] = (members, expire(newest), newest - policy.horizon)
+    for delta in result.deltas:
+        measure_delta(writes.rollup, delta, now)
+    return writes
