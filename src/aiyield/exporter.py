@@ -68,7 +68,21 @@ def metric_families(snap: Snapshot) -> Iterable[Metric]:
         "Distinct pseudonymised developers with any event over the window (HyperLogLog estimate).",
         labels=["team", "window"],
     )
+    retracted = GaugeMetricFamily(
+        "aiyield_retracted_normalized_deployments",
+        "Normalized deployments credited and then retracted by a rollback or a revert, at the retraction's time.",
+        labels=["team", "reason", "window"],
+    )
+    contested = GaugeMetricFamily(
+        "aiyield_contested_claims",
+        "Tasks refused because every commit they claimed belonged to an earlier task.",
+        labels=["team", "window"],
+    )
     for window in WINDOWS:
+        for (team, reason), amount in snap.series(window, "retracted"):
+            retracted.add_metric([team, reason, window], amount / SCALE["credit"])
+        for (team,), amount in snap.series(window, "contested"):
+            contested.add_metric([team, window], amount)
         for (team, tool, model), amount in snap.series(window, "spend"):
             spend.add_metric([team, tool, model, window], amount / SCALE["spend"])
         for (team, tool, model, kind), amount in snap.series(window, "tokens"):
@@ -83,7 +97,7 @@ def metric_families(snap: Snapshot) -> Iterable[Metric]:
             if row["cost_per_normalized_deployment_usd"] is not None:
                 cpnd.add_metric([row["team"], window], row["cost_per_normalized_deployment_usd"])
             devs.add_metric([row["team"], window], row["active_developers"])
-    yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs)
+    yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested)
 
     events = CounterMetricFamily("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"])
     for (event_type, outcome), n in sorted(snap.events_total.items()):

@@ -26,13 +26,18 @@ class Scenario:
     def _add(self, kind: str, ago: float, **fields) -> None:
         self.events.append({"type": kind, "id": f"{self.team}-{len(self.events)}", "ts": self.now - ago, **fields})
 
-    def task(self, ago: float, name: str, commits: list[str], ai_lines: int | None = None) -> None:
+    def task(self, ago: float, name: str, commits: list[str], ai_lines: int | None = None, team: str | None = None,
+             repo: str | None = None, status: str = "completed") -> None:
         extra = {} if ai_lines is None else {"ai_lines": ai_lines}
-        self._add("task", ago, task_id=f"{self.team}-{name}", team=self.team, tool="claude-code", status="completed",
-                  repo=self.repo, commits=[sha(c) for c in commits], **extra)
+        self._add("task", ago, task_id=f"{self.team}-{name}", team=team or self.team, tool="claude-code", status=status,
+                  repo=repo or self.repo, commits=[sha(c) for c in commits], **extra)
 
-    def push(self, ago: float, commits: list[str], branch: str = "main") -> None:
-        self._add("push", ago, repo=self.repo, branch=branch, commits=[sha(c) for c in commits])
+    def push(self, ago: float, commits: list[str], branch: str = "main", head: str | None = None,
+             reverts: list[str] | None = None) -> None:
+        extra = {} if head is None else {"head": sha(head)}
+        if reverts:
+            extra["reverts"] = [sha(c) for c in reverts]
+        self._add("push", ago, repo=self.repo, branch=branch, commits=[sha(c) for c in commits], **extra)
 
     def deploy(self, ago: float, deploy_id: str, env: str = "production", status: str = "succeeded",
                commits: list[str] | None = None, head: str | None = None, rollback_of: str | None = None) -> None:
@@ -109,6 +114,162 @@ def scenarios(now: float) -> tuple[list[dict], dict[str, dict[str, float]]]:
     out += s.events
     expected["never"] = {"1h": 0.0, "30d": 0.0}
     return out, expected
+
+
+def gaming_scenarios(now: float) -> tuple[list[dict], dict[tuple[str, str, str], float]]:
+    """The attacks of issue 7, each with exact expected values: (metric, team, window) or (metric, team/reason, window)."""
+    out: list[dict] = []
+    nd, retracted, contested = "aiyield_normalized_deployments", "aiyield_retracted_normalized_deployments", "aiyield_contested_claims"
+    expected: dict[tuple, float] = {}
+
+    s = Scenario("pileon", now)  # 50 tasks claiming one commit earn one normalized deployment, not 50
+    for i in range(50):
+        s.task(1000 - i, f"t{i}", ["p1"])
+    s.deploy(500, "d1", commits=["p1"])
+    out += s.events
+    expected[(nd, "pileon", "1h")] = 1.0
+    expected[(contested, "pileon", "1h")] = 49
+
+    s = Scenario("oneliners", now)  # 100 one-line tasks on one commit: the owner's 0.1, not 10
+    for i in range(100):
+        s.task(1000 - i, f"t{i}", ["o1"], ai_lines=1)
+    s.deploy(500, "d1", commits=["o1"])
+    out += s.events
+    expected[(nd, "oneliners", "1h")] = 0.1
+    expected[(contested, "oneliners", "1h")] = 99
+
+    s = Scenario("takeover", now)  # another team reusing the task_id and the commit later takes nothing
+    s.task(1000, "shared", ["k1"])
+    s.task(900, "shared", ["k1"], team="takeover-thief")
+    s.deploy(500, "d1", commits=["k1"])
+    out += s.events
+    expected[(nd, "takeover", "1h")] = 1.0
+    expected[(nd, "takeover-thief", "1h")] = 0.0
+    expected[(contested, "takeover-thief", "1h")] = 1
+
+    s = Scenario("tworepos", now)  # one task reporting commits in two repos is credited once
+    s.task(1000, "t", ["w1"])
+    s.task(950, "t", ["w2"], repo="acme/tworepos-other")
+    s.deploy(500, "d1", commits=["w1"])
+    s.events.append({"type": "deployment", "id": "tworepos-other-d", "ts": now - 400, "deploy_id": "x",
+                     "repo": "acme/tworepos-other", "environment": "production", "status": "succeeded",
+                     "commits": [sha("w2")]})
+    out += s.events
+    expected[(nd, "tworepos", "1h")] = 1.0
+
+    s = Scenario("rereport", now)  # a second report unions commits and raises ai_lines; a late one retracts nothing
+    s.task(8 * 86400 - 7200, "t", ["r1"], ai_lines=5)
+    s.deploy(8 * 86400 - 10800, "d1", commits=["r1"])  # an hour after the first report
+    s.task(8 * 86400 - 9000, "t", ["r2"], ai_lines=10)
+    s.task(12 * 3600, "t", ["r3"], ai_lines=2)  # 7.5 days after the first report
+    out += s.events
+    expected[(nd, "rereport", "7d")] = 0.0
+    expected[(nd, "rereport", "30d")] = 1.0
+    expected[(retracted, "rereport/rollback", "30d")] = None
+
+    s = Scenario("ffmerge", now)  # after a fast-forward merge, commits already on main ship with the merged head
+    s.push(1000, ["m1"])
+    s.task(1100, "t1", ["m1"])
+    s.push(900, ["f1"], branch="feature")
+    s.task(950, "t2", ["f1"])
+    s.push(700, ["f1"])  # main fast-forwarded to the feature's head
+    s.deploy(600, "d1", head="f1")
+    out += s.events
+    expected[(nd, "ffmerge", "1h")] = 2.0
+
+    s = Scenario("afterdeploy", now)  # a task created after a deployment cannot claim it through a redeploy
+    s.deploy(2000, "d1", commits=["a1"])
+    s.task(1500, "t", ["a1"])
+    s.deploy(1000, "d2", commits=["a1"])
+    out += s.events
+    expected[(nd, "afterdeploy", "1h")] = 0.0
+
+    s = Scenario("casing", now)  # environments match case-insensitively
+    s.task(1000, "t", ["e1"])
+    s.deploy(500, "d1", env="Production", commits=["e1"])
+    out += s.events
+    expected[(nd, "casing", "1h")] = 1.0
+
+    s = Scenario("reverted", now)  # a revert within the survival window retracts the credit
+    s.push(3600, ["v1"])
+    s.task(3500, "t", ["v1"])
+    s.deploy(3000, "d1", commits=["v1"])
+    s.push(2000, ["v2"], reverts=["v1"])
+    out += s.events
+    expected[(nd, "reverted", "24h")] = 0.0
+    expected[(retracted, "reverted/revert", "24h")] = 1.0
+
+    s = Scenario("lategrevert", now)  # a revert after the survival window leaves the credit standing
+    s.push(30 * 3600, ["g1"])
+    s.task(29 * 3600, "t", ["g1"])
+    s.deploy(28 * 3600, "d1", commits=["g1"])
+    s.push(3600, ["g2"], reverts=["g1"])
+    out += s.events
+    expected[(nd, "lategrevert", "7d")] = 1.0
+    expected[(retracted, "lategrevert/revert", "7d")] = None
+
+    s = Scenario("rolledback", now)  # a rollback retracts at the rollback's time
+    s.task(3 * 3600, "t", ["b1"], ai_lines=5)
+    s.deploy(2 * 3600, "d1", commits=["b1"])
+    s.deploy(1800, "d1", status="rolled_back")
+    out += s.events
+    expected[(nd, "rolledback", "24h")] = 0.0
+    expected[(retracted, "rolledback/rollback", "1h")] = 0.5  # the rollback was half an hour ago
+    expected[(retracted, "rolledback/rollback", "24h")] = 0.5
+
+    s = Scenario("stagingrb", now)  # `rollback_of` from a staging deployment does not touch production
+    s.task(1000, "t", ["s1"])
+    s.deploy(900, "d1", commits=["s1"])
+    s.deploy(800, "d2", env="staging", commits=["s0"], rollback_of="d1")
+    out += s.events
+    expected[(nd, "stagingrb", "1h")] = 1.0
+    expected[(retracted, "stagingrb/rollback", "1h")] = None
+
+    s = Scenario("poison", now)  # a task no counter can hold is rejected; the events after it are credited
+    s._add("task", 1000, task_id="poison-x", team="poison", tool="claude-code", status="completed", repo=s.repo,
+           commits=[sha("z0")], ai_lines=18446744073709551616)
+    s.task(900, "t", ["z1"])
+    s.deploy(500, "d1", commits=["z0", "z1"])
+    out += s.events
+    expected[(nd, "poison", "1h")] = 1.0
+    return out, expected
+
+
+def _labels(metric: str, who: str, window: str) -> tuple:
+    if metric == "aiyield_retracted_normalized_deployments":
+        team, reason = who.split("/")
+        return tuple(sorted({"team": team, "reason": reason, "window": window}.items()))
+    return tuple(sorted({"team": who, "window": window}.items()))
+
+
+def test_gaming_attempts_earn_nothing_extra(pipeline):
+    now = time.time()
+    events, expected = gaming_scenarios(now)
+    valid = len(events) - 1  # the poison task
+    random.Random(7).shuffle(events)
+    pipeline.start_worker()
+    for i in range(0, len(events), 13):
+        pipeline.send(events[i : i + 13])
+    pipeline.send(events[::5])  # duplicates
+
+    def mismatches() -> list:
+        m = pipeline.metrics()
+        wrong = []
+        for (metric, who, window), value in expected.items():
+            found = m.get((metric, _labels(metric, who, window)))
+            if (found is None) != (value is None) or (value is not None and abs(found - value) > 1e-9):
+                wrong.append((metric, who, window, found, value))
+        return wrong
+
+    accepted = lambda: sum(pipeline.events_total(t, "accepted") for t in ("task", "push", "deployment"))  # noqa: E731
+    wait_for(lambda: accepted() == valid, 60, "every valid event to be accepted")
+    wait_for(lambda: pipeline.events_total("task", "invalid") == 1, 60, "the poison task to be counted invalid")
+    try:
+        wait_for(lambda: not mismatches(), 60, "the expected values")
+    finally:
+        print(mismatches())
+    time.sleep(2)
+    assert mismatches() == []
 
 
 def test_scenarios_give_exact_normalized_deployments(pipeline):

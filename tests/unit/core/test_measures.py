@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from aiyield.core.crediting import Credit
+from aiyield.core.crediting import Delta
 from aiyield.core.events import validate
-from aiyield.core.measures import measure, measure_credit
+from aiyield.core.measures import measure, measure_delta
 from aiyield.core.pricing import Price, PriceTable
 from aiyield.core.windows import SCALE, Rollup, bucket_start, series
 
@@ -55,8 +55,17 @@ def test_push_and_deployment_add_no_input_metrics():
 def test_credit_and_retraction_land_at_the_deployment_time():
     r = Rollup()
     dep_ts = NOW - 7200
-    measure_credit(r, Credit("t", "x", "T", "D", dep_ts, 300_000, 1), NOW)
-    measure_credit(r, Credit("t", "x", "T", "D", dep_ts, -300_000, -1), NOW)
+    measure_delta(r, Delta("credit", "t", dep_ts, 300_000, tool="x", shipped=1), NOW)
+    measure_delta(r, Delta("credit", "t", dep_ts, -300_000, tool="x", shipped=-1), NOW)
     day = r.counters[("24h", bucket_start(dep_ts, 1200))]
     assert day[series("credit", "t")] == 0 and day[series("tasks", "t", "x", "shipped")] == 0
     assert ("1h", bucket_start(dep_ts, 60)) not in r.counters  # two hours old: outside the 1h window
+
+
+def test_retractions_and_contested_claims_land_at_their_own_time():
+    r = Rollup()
+    measure_delta(r, Delta("retracted", "t", NOW - 30, 500_000, reason="revert"), NOW)
+    measure_delta(r, Delta("contested", "t", NOW - 7200, 1), NOW)
+    assert r.counters[("1h", bucket_start(NOW - 30, 60))] == {series("retracted", "t", "revert"): 500_000}
+    assert r.counters[("24h", bucket_start(NOW - 7200, 1200))] == {series("contested", "t"): 1}
+    assert r.teams == {"t"}
