@@ -8,16 +8,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Callable
 
+import msgspec
 import pytest
 import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiyield.embedded import free_port
 from aiyield.exporter import serve
-from aiyield.kafka import Publisher, ensure_topics
+from aiyield.kafka import CONSUMER_TIMEOUTS, Publisher, ensure_topics
 from aiyield.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -104,6 +107,24 @@ class Pipeline:
     def wait_value(self, name: str, expected: float, timeout: float = 60, **labels: str) -> None:
         wait_for(lambda: self.value(name, **labels) == expected, timeout, f"{name}{labels} == {expected} "
                  f"(last: {self.value(name, **labels)})")
+
+    def dead_letters(self, count: int, timeout: float = 30) -> list[dict]:
+        """The first `count` rejected items on the dead-letter topic (many may travel in one message)."""
+        # Assigned, not subscribed: no group to join, every partition read from its beginning.
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka, "group.id": f"dlq-reader-{uuid.uuid4()}",
+                             "enable.auto.commit": False, **CONSUMER_TIMEOUTS})
+        consumer.assign([TopicPartition(self.settings.dlq_topic, p, OFFSET_BEGINNING)
+                         for p in range(self.settings.partitions)])
+        items: list[dict] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(items) < count and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    items += msgspec.json.decode(msg.value())["rejected"]
+        finally:
+            consumer.close()
+        return items
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logdir.glob("worker-*.log")))

@@ -264,12 +264,12 @@ def test_gaming_attempts_earn_nothing_extra(pipeline):
     accepted = lambda: sum(pipeline.events_total(t, "accepted") for t in ("task", "push", "deployment"))  # noqa: E731
     wait_for(lambda: accepted() == valid, 60, "every valid event to be accepted")
     wait_for(lambda: pipeline.events_total("task", "invalid") == 1, 60, "the poison task to be counted invalid")
-    try:
-        wait_for(lambda: not mismatches(), 60, "the expected values")
-    finally:
-        print(mismatches())
+    wait_for(lambda: not mismatches(), 60, "the expected values")
     time.sleep(2)
     assert mismatches() == []
+    # The poison task is on the dead-letter topic with its reason.
+    reasons = [item["reason"] for item in pipeline.dead_letters(1)]
+    assert len(reasons) == 1 and "ai_lines" in reasons[0] and "9007199254740991" in reasons[0]
 
 
 def test_scenarios_give_exact_normalized_deployments(pipeline):
