@@ -176,7 +176,7 @@ def _simulate(
 
     from aiyield.core.events import parse_items
     from aiyield.core.pseudonym import Pseudonymiser
-    from aiyield.core.simulate import Organisation
+    from aiyield.simulate import Organisation
 
     org = Organisation(seed)
     pseudonymise = Pseudonymiser(settings.pseudonym_key.encode())
