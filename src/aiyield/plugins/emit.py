@@ -1,4 +1,4 @@
-"""A small, vendorable event emitter for plugin authors (CONTRACT sections 1 and 4).
+"""A small, vendorable event emitter for plugin authors (docs/INTERFACE.md §1 and §4).
 
 Standard library only, one file, so it can be copied into any tool. Its one promise is that the host tool never
 notices it: `emit` never blocks on the network and never raises, the queue is bounded, delivery happens on a daemon
@@ -28,7 +28,8 @@ from collections import deque
 
 __all__ = ["Emitter"]
 
-_log = logging.getLogger(__name__)
+#: Named, not `__name__`: the logger is documented (docs/PLUGINS.md) and must not change when the file is copied.
+_log = logging.getLogger("aiyield.emit")
 
 #: Statuses that say "this exact request will never succeed": retrying them only adds load. Every other 4xx is
 #: treated the same way; 408 and 429 are the client errors that do invite a retry.

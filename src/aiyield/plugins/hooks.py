@@ -1,6 +1,6 @@
 """Reference plugins that close the gap AI tools leave: their telemetry carries no repo or commit.
 
-Two hooks turn "an AI tool wrote this commit" into a `task` event (CONTRACT section 1) that the worker can join to
+Two hooks turn "an AI tool wrote this commit" into a `task` event (docs/INTERFACE.md §1) that the worker can join to
 pushes and deployments:
 
 - a git `post-commit` hook: every commit whose message carries an AI `Co-authored-by:` trailer is one completed task;
@@ -11,6 +11,10 @@ Both run inside somebody else's workflow, so neither may ever get in the way: th
 stdout (Claude Code feeds a SessionStart hook's stdout to the model), report problems in one line on stderr, and
 give the gateway at most SEND_TIMEOUT seconds. The developer's e-mail is sent for the gateway to pseudonymise and is
 never printed.
+
+They read only the environment they need (`AIYIELD_AI_TRAILERS`, `AIYIELD_TEAM`, `AIYIELD_GATEWAY`,
+`AIYIELD_INGEST_TOKEN`, the state directory), never the whole settings object: a mistake in an unrelated variable
+must not silence them.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from aiyield.core.provenance import ai_tool, commit_task_id
-from aiyield.emit import Emitter
-from aiyield.settings import Settings
+from aiyield.local import state_dir
+from aiyield.plugins.emit import Emitter
+from aiyield.settings import ai_trailers_from_env
 
 #: A git hook must not hold a commit up for long, whatever state the gateway is in.
 SEND_TIMEOUT = 2.0
@@ -209,7 +214,7 @@ def _never_fail(command: str) -> Iterator[None]:
 
 
 def _trailers() -> dict[str, str]:
-    return dict(Settings.from_env().ai_trailers)
+    return ai_trailers_from_env()
 
 
 # -- git post-commit ---------------------------------------------------------------------------------------------
@@ -233,7 +238,7 @@ if [ -x "$hooks/{CHAINED_HOOK}" ]; then
     "$hooks/{CHAINED_HOOK}" "$@"
 fi
 if [ -x {python} ]; then
-    {python} -m aiyield.hooks post-commit{options}
+    {python} -m aiyield.plugins.hooks post-commit{options}
 elif command -v aiyield >/dev/null 2>&1; then
     aiyield hook post-commit{options}
 fi
@@ -299,7 +304,7 @@ def post_commit(team: TeamOption = None, gateway: GatewayOption = DEFAULT_GATEWA
 def _session_file(session: str) -> Path:
     # Beside `aiyield up`'s state file; session ids are UUIDs, anything else is hashed so it cannot escape the dir.
     name = session if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", session) else hashlib.sha256(session.encode()).hexdigest()
-    return Settings.from_env().state_file.parent / "claude-code" / f"{name}.json"
+    return state_dir() / "claude-code" / f"{name}.json"
 
 
 def _load_session(path: Path) -> dict | None:
@@ -383,5 +388,5 @@ def claude_code(team: TeamOption = None, gateway: GatewayOption = DEFAULT_GATEWA
             _save_session(path, state)
 
 
-if __name__ == "__main__":  # the installed git hook runs `python -m aiyield.hooks post-commit`
+if __name__ == "__main__":  # the installed git hook runs `python -m aiyield.plugins.hooks post-commit`
     hook_app(prog_name="aiyield hook")
