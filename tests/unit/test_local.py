@@ -73,3 +73,24 @@ def test_workers_then_exporter_then_gateway(workers):
     assert names == [*(f"worker-{i}" for i in range(workers)), "exporter", "gateway"]
     for name, argv in commands:
         assert argv[:3] == [sys.executable, "-m", "aiyield"] and argv[3] == name.split("-")[0]
+
+
+def test_a_child_that_stops_is_reported_by_name(tmp_path):
+    from aiyield.embedded import spawn
+    from aiyield.local import LocalPipeline, ServiceExited
+
+    alive = spawn("worker-0", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path)
+    dead = spawn("gateway", [sys.executable, "-c", "print('port in use'); raise SystemExit(3)"], tmp_path)
+    try:
+        dead.proc.wait(10)
+        running = LocalPipeline(Settings(metrics_port=1, gateway_port=2), tmp_path, [alive, dead])
+        assert (running.metrics_url, running.gateway_url) == ("http://localhost:1/metrics", "http://localhost:2")
+        with pytest.raises(ServiceExited, match=r"gateway exited \(3\)") as caught:
+            running.wait(duration=None)
+        assert "port in use" in caught.value.child.tail()
+
+        healthy = LocalPipeline(Settings(), tmp_path, [alive])
+        healthy.wait(duration=0.1)  # returns when the duration is over
+        assert alive.proc.poll() is None
+    finally:
+        alive.stop()
