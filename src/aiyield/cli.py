@@ -1,4 +1,4 @@
-"""Command line (CONTRACT section 5): `aiyield up | worker | gateway | exporter | send | simulate | report | hook`."""
+"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | hook`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import csv
 import io
 import json
 import logging
-import os
 import signal
 import sys
 import time
-import urllib.request
 from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
@@ -42,7 +40,9 @@ def _settings(**overrides) -> Settings:
 
 
 def _require(settings: Settings, kafka: bool = True, redis: bool = True) -> Settings:
-    resolved = settings.resolve_services()
+    from aiyield.local import resolve_services
+
+    resolved = resolve_services(settings)
     missing = [n for n, want, v in (("AIYIELD_KAFKA", kafka, resolved.kafka), ("AIYIELD_REDIS", redis, resolved.redis)) if want and not v]
     if missing:
         console.print(
@@ -176,7 +176,7 @@ def _simulate(
 
     from aiyield.core.events import parse_items
     from aiyield.core.pseudonym import Pseudonymiser
-    from aiyield.core.simulate import Organisation
+    from aiyield.simulate import Organisation
 
     org = Organisation(seed)
     pseudonymise = Pseudonymiser(settings.pseudonym_key.encode())
@@ -280,8 +280,8 @@ def up(
     workers: int = typer.Option(1, help="Worker processes."),
 ) -> None:
     """The whole pipeline in one process tree: worker, exporter, gateway (+ embedded Kafka and Redis)."""
-    from aiyield.embedded import embedded_services, spawn, wait_until
-    from aiyield.kafka import Publisher, ensure_topics
+    from aiyield.kafka import Publisher
+    from aiyield.local import ServiceExited, local_pipeline
 
     settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, prices=str(prices) if prices else None)
     if settings.prices:
@@ -295,77 +295,32 @@ def up(
     _terminate_on_sigterm()
     with ExitStack() as stack:
         try:
-            import tempfile
-
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
-            if not (settings.kafka and settings.redis):
-                console.print("starting embedded Kafka-compatible broker and Redis-compatible server…")
-            services = stack.enter_context(
-                embedded_services(workdir, want_kafka=not settings.kafka, want_redis=not settings.redis)
-            )
-            settings = settings.with_overrides(kafka=settings.kafka or services.kafka, redis=settings.redis or services.redis)
-            ensure_topics(settings.kafka, settings.topics, settings.partitions)
-            settings.state_file.parent.mkdir(parents=True, exist_ok=True)
-            settings.state_file.write_text(json.dumps({"kafka": settings.kafka, "redis": settings.redis, "pid": os.getpid()}))
-            stack.callback(lambda: settings.state_file.unlink(missing_ok=True))
-
-            env = {
-                **os.environ,
-                "AIYIELD_KAFKA": settings.kafka,
-                "AIYIELD_REDIS": settings.redis,
-                "AIYIELD_GATEWAY_PORT": str(settings.gateway_port),
-                "AIYIELD_METRICS_PORT": str(settings.metrics_port),
-                **({"AIYIELD_PRICES": settings.prices} if settings.prices else {}),
-            }
-            me = [sys.executable, "-m", "aiyield"]
-            children = [spawn(f"worker-{i}", [*me, "worker"], workdir, env) for i in range(workers)]
-            children.append(spawn("exporter", [*me, "exporter"], workdir, env))
-            children.append(spawn("gateway", [*me, "gateway"], workdir, env))
-            for child in children:
-                stack.callback(child.stop)
-            metrics_url = f"http://localhost:{settings.metrics_port}/metrics"
-            gateway_url = f"http://localhost:{settings.gateway_port}"
-            wait_until(children[-2], lambda: _http_ok(metrics_url), timeout=60)
-            wait_until(children[-1], lambda: _http_ok(gateway_url + "/healthz"), timeout=60)
-
+            running = stack.enter_context(local_pipeline(settings, workers, announce=console.print))
+            settings = running.settings
             table = Table(title="aiyield is up", show_header=False)
-            table.add_row("metrics", metrics_url)
-            table.add_row("gateway", f"{gateway_url}/v1/events")
+            table.add_row("metrics", running.metrics_url)
+            table.add_row("gateway", f"{running.gateway_url}/v1/events")
             table.add_row("kafka", settings.kafka)
             table.add_row("redis", settings.redis)
-            table.add_row("logs", str(workdir))
+            table.add_row("logs", str(running.workdir))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
-            def check_children() -> None:
-                for child in children:
-                    if child.proc.poll() is not None:
-                        console.print(f"[red]{child.name} exited ({child.proc.returncode}):[/]\n{child.tail()}")
-                        raise typer.Exit(1)
-
-            started = time.monotonic()
             if simulate:
                 publisher = Publisher(settings.kafka)
                 stack.callback(publisher.close)
-                _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True, check=check_children)
+                _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True, check=running.check)
             else:
-                while duration is None or time.monotonic() - started < duration:
-                    check_children()
-                    time.sleep(0.5)
+                running.wait(duration)
+        except ServiceExited as exc:
+            console.print(f"[red]{exc}:[/]\n{exc.child.tail()}")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             pass
         console.print("\nstopping…")
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-from aiyield.hooks import hook_app  # noqa: E402 - mounted after the commands above, listed last in --help
+from aiyield.plugins.hooks import hook_app  # noqa: E402 - mounted after the commands above, listed last in --help
 
 app.add_typer(hook_app, name="hook", help="Git and Claude Code hooks that report AI tasks with their commits.")
 

@@ -6,10 +6,8 @@ Secrets are kept out of `repr()` so a settings object can be logged. Values that
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Mapping
 
 from aiyield.core.crediting import Policy
@@ -22,13 +20,6 @@ JOIN_TOPIC = "aiyield.join"
 
 #: Development fallback for the pseudonym key; the worker and gateway warn loudly when it is in use.
 DEV_PSEUDONYM_KEY = "aiyield-development-key-change-me"
-
-#: Where `aiyield up` records the addresses of its embedded services, so `send`, `report` and standalone services
-#: started in another terminal find them without configuration.
-def default_state_file() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "aiyield" / "up.json"
-
 
 class SettingsError(ValueError):
     """A configuration mistake, reported at start-up with the variable's name."""
@@ -64,7 +55,6 @@ class Settings:
     batch_seconds: float = 0.2
     #: How long a producer waits for Kafka to acknowledge before giving up (the gateway then answers 503).
     publish_timeout_seconds: float = 30.0
-    state_file: Path = field(default_factory=default_state_file)
     #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
     namespace: str = ""
 
@@ -138,18 +128,13 @@ class Settings:
                 e.strip() for e in get("PRODUCTION_ENVIRONMENTS").split(",") if e.strip()
             )
         if get("AI_TRAILERS"):
-            try:
-                kw["ai_trailers"] = parse_trailers(get("AI_TRAILERS"))
-            except ValueError as exc:
-                raise SettingsError(f"AIYIELD_AI_TRAILERS: {exc}") from None
+            kw["ai_trailers"] = ai_trailers_from_env(env)
         if get("REPO_TEAMS"):
             kw["repo_teams"] = _pairs("REPO_TEAMS", get("REPO_TEAMS"))
         if get("TEAM_ATTRIBUTES"):
             kw["team_attributes"] = tuple(a.strip() for a in get("TEAM_ATTRIBUTES").split(",") if a.strip())
         if get("OTLP_LOG_TOKENS"):
             kw["otlp_log_tokens"] = get("OTLP_LOG_TOKENS").lower() in ("1", "true", "yes", "on")
-        if get("STATE_FILE"):
-            kw["state_file"] = Path(get("STATE_FILE"))
         return cls(**kw)
 
     def with_overrides(self, **changes) -> "Settings":
@@ -157,15 +142,20 @@ class Settings:
         known = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in changes.items() if v is not None and k in known})
 
-    def resolve_services(self) -> "Settings":
-        """Fill in Kafka/Redis from a running `aiyield up` when they are not configured."""
-        if self.kafka and self.redis:
-            return self
-        try:
-            found = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            found = {}
-        return replace(self, kafka=self.kafka or found.get("kafka"), redis=self.redis or found.get("redis"))
+
+def ai_trailers_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`AIYIELD_AI_TRAILERS` alone (the built-in table when unset or empty).
+
+    The git hooks read this one variable rather than all settings, so an unrelated mistake elsewhere in the
+    environment cannot silence them.
+    """
+    raw = (os.environ if env is None else env).get("AIYIELD_AI_TRAILERS")
+    if not raw:
+        return dict(DEFAULT_AI_TRAILERS)
+    try:
+        return parse_trailers(raw)
+    except ValueError as exc:
+        raise SettingsError(f"AIYIELD_AI_TRAILERS: {exc}") from None
 
 
 def _pairs(name: str, raw: str) -> dict[str, str]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -51,11 +50,10 @@ def test_mistakes_name_the_variable(env, fragment):
         Settings.from_env(env)
 
 
-def test_services_are_found_from_a_running_up(tmp_path):
-    state = tmp_path / "up.json"
-    state.write_text(json.dumps({"kafka": "127.0.0.1:1", "redis": "redis://127.0.0.1:2/0"}))
-    s = Settings.from_env({"AIYIELD_STATE_FILE": str(state)}).resolve_services()
-    assert (s.kafka, s.redis) == ("127.0.0.1:1", "redis://127.0.0.1:2/0")
-    configured = Settings.from_env({"AIYIELD_STATE_FILE": str(state), "AIYIELD_KAFKA": "mine:9092"}).resolve_services()
-    assert configured.kafka == "mine:9092"
-    assert Settings.from_env({"AIYIELD_STATE_FILE": str(tmp_path / "none")}).resolve_services().kafka is None
+def test_ai_trailers_alone_ignore_the_rest_of_the_environment():
+    from aiyield.settings import ai_trailers_from_env
+
+    assert ai_trailers_from_env({"AIYIELD_AI_TRAILERS": "robot=bot", "AIYIELD_PARTITIONS": "zero"}) == {"robot": "bot"}
+    assert ai_trailers_from_env({"AIYIELD_AI_TRAILERS": ""})["claude"] == "claude-code"
+    with pytest.raises(SettingsError, match="AIYIELD_AI_TRAILERS"):
+        ai_trailers_from_env({"AIYIELD_AI_TRAILERS": ","})

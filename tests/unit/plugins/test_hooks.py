@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from aiyield.core.events import validate
 from aiyield.core.provenance import commit_task_id
-from aiyield.hooks import hook_app, normalise_remote
+from aiyield.plugins.hooks import hook_app, normalise_remote
 
 CLAUDE_TRAILER = "Co-authored-by: Claude <noreply@anthropic.com>"
 
@@ -192,6 +193,49 @@ def test_an_unreachable_gateway_never_fails_the_commit(repo: Path) -> None:
     assert "dev@example.com" not in done.stderr + done.stdout
 
 
+#: Mistakes in variables the hooks do not use; before the hooks read only their own, these silenced them.
+UNRELATED_MISTAKES = {"AIYIELD_PARTITIONS": "zero", "AIYIELD_REPO_TEAMS": "no-equals-sign", "AIYIELD_GATEWAY_PORT": "x"}
+
+
+def test_a_mistake_in_an_unrelated_variable_does_not_silence_the_git_hook(
+    repo: Path, gateway: GatewayDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(repo, "--gateway", gateway.url)
+    for name, value in UNRELATED_MISTAKES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AIYIELD_AI_TRAILERS", "our-bot=internal-agent")
+
+    sha = commit(repo, "Bot change\n\nCo-authored-by: Our-Bot <bot@example.com>")
+
+    (event,) = gateway.events
+    assert (event["tool"], event["commits"]) == ("internal-agent", [sha])
+
+
+def test_a_mistake_in_the_trailer_list_is_reported_and_the_commit_goes_on(repo: Path, gateway: GatewayDouble) -> None:
+    install(repo, "--gateway", gateway.url)
+    (repo / "app.py").write_text("x\n")
+    git(repo, "add", "app.py")
+    done = subprocess.run(
+        ["git", "-C", str(repo), "commit", "-q", "-m", f"Add\n\n{CLAUDE_TRAILER}"],
+        capture_output=True, text=True, env={**os.environ, "AIYIELD_AI_TRAILERS": ",,"},
+    )
+    assert done.returncode == 0
+    assert "aiyield hook post-commit: AIYIELD_AI_TRAILERS" in done.stderr
+    assert gateway.requests == []
+
+
+def test_hooks_installed_by_earlier_versions_still_run(repo: Path, gateway: GatewayDouble) -> None:
+    """Earlier `install` wrote `python -m aiyield.hooks post-commit` into repositories; that name must keep working."""
+    hook = repo / ".git" / "hooks" / "post-commit"
+    hook.write_text(f"#!/bin/sh\n{sys.executable} -m aiyield.hooks post-commit --gateway {gateway.url}\nexit 0\n")
+    hook.chmod(0o755)
+
+    sha = commit(repo, f"Add\n\n{CLAUDE_TRAILER}")
+
+    (event,) = gateway.events
+    assert event["commits"] == [sha]
+
+
 # -- Claude Code -------------------------------------------------------------------------------------------------
 
 
@@ -271,3 +315,19 @@ def test_claude_code_outside_git_and_with_bad_input_never_fails(tmp_path: Path, 
     result = CliRunner().invoke(hook_app, ["claude-code", "--gateway", gateway.url], input="not json")
     assert result.exit_code == 0
     assert result.stderr.startswith("aiyield hook claude-code:")
+
+
+def test_a_mistake_in_an_unrelated_variable_does_not_silence_the_claude_code_hook(
+    repo: Path, gateway: GatewayDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in UNRELATED_MISTAKES.items():
+        monkeypatch.setenv(name, value)
+    commit(repo, "Initial")
+
+    assert claude_hook(gateway, "SessionStart", repo) == ""
+    assert (tmp_path / "state" / "aiyield" / "claude-code" / "5f1c2d3e-aaaa-bbbb.json").exists()
+    ai = commit(repo, f"Add cart\n\n{CLAUDE_TRAILER}")
+    assert claude_hook(gateway, "Stop", repo) == ""
+
+    started, completed = gateway.events
+    assert (started["status"], completed["status"], completed["commits"]) == ("started", "completed", [ai])

@@ -9,7 +9,7 @@ import time
 import pytest
 from gateway_double import GatewayDouble, closed_port_url
 
-from aiyield.emit import Emitter
+from aiyield.plugins.emit import Emitter
 
 
 def token(i: int) -> dict:
