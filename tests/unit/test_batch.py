@@ -1,0 +1,94 @@
+"""The worker's batch rules on the memory store: no services, the same plans the worker runs on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import msgspec
+
+from aiyield import batch, keys
+from aiyield.core.crediting import Policy
+from aiyield.core.events import Event
+from aiyield.core.pricing import PriceTable
+from aiyield.core.windows import SCALE, series
+from aiyield.store import Consumed, MemoryStore
+
+NOW = 1_767_225_600.0
+PRICES = PriceTable.load(None)
+
+
+def event(**fields) -> Event:
+    return msgspec.convert({"ts": NOW - 60, **fields}, Event)  # type: ignore[arg-type]
+
+
+def token(id: str, **fields) -> Event:
+    return event(type="token", id=id, team="pay", tool="cc", model="m", input_tokens=1, output_tokens=1,
+                 cost_usd=0.25, **fields)
+
+
+def task(id: str, task_id: str, status: str = "completed", **fields) -> Event:
+    return event(type="task", id=id, task_id=task_id, team="pay", tool="cc", status=status, **fields)
+
+
+def records(*batches: list[Event], topic: str = "events", start: int = 0) -> tuple[list[Consumed], dict]:
+    consumed = [Consumed(topic, 0, start + i, None, b"") for i in range(len(batches))]
+    return consumed, {(0, start + i): list(events) for i, events in enumerate(batches)}
+
+
+def ingest(store: MemoryStore, *batches: list[Event], start: int = 0) -> int:
+    consumed, decoded = records(*batches, start=start)
+    return asyncio.run(store.transact("ingest", consumed, batch.ingest(decoded, PRICES, NOW)))
+
+
+def test_each_event_id_counts_once_across_and_within_batches():
+    store = MemoryStore()
+    assert ingest(store, [token("a"), token("a")], [token("b")]) == 2
+    assert ingest(store, [token("a"), token("c")], start=2) == 1
+    assert store.events_total == {("token", "accepted"): 3, ("token", "duplicate"): 2}
+    assert store.window_sums("1h")[series("spend", "pay", "cc", "m")] == 3 * SCALE["spend"] // 4
+
+
+def test_records_below_the_stored_offset_are_skipped():
+    store = MemoryStore()
+    ingest(store, [token("a")], [token("b")])
+    assert ingest(store, [token("x")], [token("y")]) == 0  # offsets 0 and 1 again: already applied
+    assert store.events_total == {("token", "accepted"): 2}
+
+
+def test_a_task_reported_completed_twice_is_one_completed_task():
+    store = MemoryStore()
+    ingest(store, [task("r1", "t"), task("r2", "t"), task("r3", "u", status="abandoned")])
+    sums = store.window_sums("24h")
+    assert sums[series("tasks", "pay", "cc", "completed")] == 1
+    assert sums[series("tasks", "pay", "cc", "abandoned")] == 1
+    assert store.events_total == {("task", "accepted"): 3}
+
+
+def test_dead_letters_count_their_items_once_per_message():
+    store = MemoryStore()
+    letters = {(0, 0): ("req#0", {"token": 3, "unknown": 1}), (0, 1): ("req#0", {"token": 3, "unknown": 1})}
+    consumed = [Consumed("dlq", 0, i, None, b"") for i in range(2)]
+    asyncio.run(store.transact("dlq", consumed, batch.dead_letters(letters)))
+    assert store.events_total == {("token", "invalid"): 3, ("unknown", "invalid"): 1}
+
+
+def sha(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+def test_join_credits_once_and_writes_state_under_the_join_keys():
+    store = MemoryStore()
+    events = [
+        task("t1", "t", repo="shop", commits=[sha("a")], ai_lines=5),
+        event(type="deployment", id="d1", deploy_id="d1", repo="shop", environment="prod", status="succeeded",
+              commits=[sha("a")], ts=NOW - 30),
+    ]
+    for start in (0, 1):  # the same join records twice (a replay after a crash, at new offsets)
+        consumed, decoded = records(events, topic="join", start=start)
+        asyncio.run(store.transact("join", consumed, batch.join(decoded, Policy(), NOW)))
+    assert store.window_sums("1h")[series("credit", "pay")] == SCALE["credit"] // 2
+    assert store.window_sums("1h")[series("tasks", "pay", "cc", "shipped")] == 1
+    assert keys.join_task("pay", "t") in store.values
+    assert keys.join_commits("shop", sha("a")[:7]) in store.values
+    assert keys.join_deployment("shop", "d1") in store.values
