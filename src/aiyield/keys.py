@@ -12,7 +12,8 @@ Layout (prefix `ay:`):
   teams                                set of every team seen
   events_total                         hash: type<SEP>outcome -> count
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
-  otlp:{digest}                        cumulative OTLP series state of the gateway
+  otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
+                                       20-digit strings; the v1 `otlp:` keys expire on their own)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ LAST_TS = f"{PREFIX}last_ts"
 
 
 def otlp_series(series_key: str) -> str:
-    return f"{PREFIX}otlp:{digest(series_key, 16)}"
+    return f"{PREFIX}otlp2:{digest(series_key, 16)}"
 
 
 def join(repo: str) -> str:

@@ -59,8 +59,8 @@ def token_event(i: int, **kw) -> dict:
 
 def test_events_in_every_body_form(pipeline, gateway):
     url = gateway + "/v1/events"
-    assert post(url, token_event(1), bearer()) == (202, {"accepted": 1, "rejected": []})
-    assert post(url, [token_event(2), token_event(3)], bearer()) == (202, {"accepted": 2, "rejected": []})
+    assert post(url, token_event(1), bearer()) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
+    assert post(url, [token_event(2), token_event(3)], bearer()) == (202, {"accepted": 2, "rejected": [], "rejected_count": 0})
     status, answer = post(url, {"events": [token_event(4), token_event(5, input_tokens=-1)]}, bearer())
     assert status == 202 and answer["accepted"] == 1
     assert [r["index"] for r in answer["rejected"]] == [1] and "input_tokens" in answer["rejected"][0]["error"]
@@ -119,14 +119,14 @@ def test_github_push_with_ai_trailer_and_deployment_give_a_normalized_deployment
     push["repository"]["pushed_at"] = int(now - 60)
     push["commits"][0]["message"] += "\n\nCo-authored-by: Claude <noreply@anthropic.com>"
     status, answer = github(gateway, "push", push, "delivery-1")
-    assert (status, answer) == (202, {"accepted": 2, "rejected": []})  # the push and the AI commit's task
+    assert (status, answer) == (202, {"accepted": 2, "rejected": [], "rejected_count": 0})  # the push and the AI commit's task
     # Redelivered by GitHub: same delivery id, deduplicated downstream.
     assert github(gateway, "push", push, "delivery-1")[0] == 202
 
     deployment = json.loads((FIXTURES / "github/deployment_status.success.json").read_bytes())
     deployment["deployment"]["sha"] = push["after"]
     deployment["deployment_status"]["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30))
-    assert github(gateway, "deployment_status", deployment, "delivery-2") == (202, {"accepted": 1, "rejected": []})
+    assert github(gateway, "deployment_status", deployment, "delivery-2") == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     assert github(gateway, "issues", {"action": "opened"}, "delivery-3")[1]["ignored"] == "issues"
 
     pipeline.wait_value("aiyield_normalized_deployments", 1.0, team="octo", window="1h")
@@ -139,7 +139,7 @@ def test_gitlab_deployment_hook(pipeline, gateway):
     hook = json.loads((FIXTURES / "gitlab/deployment.success.go-gitlab.json").read_bytes())
     hook["status_changed_at"] = time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(time.time() - 10))
     status, answer = post(gateway + "/v1/webhooks/gitlab", hook, {"X-Gitlab-Token": GITLAB_TOKEN})
-    assert (status, answer) == (202, {"accepted": 1, "rejected": []})
+    assert (status, answer) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
     assert pipeline.value("aiyield_last_event_timestamp_seconds", type="deployment") == pytest.approx(time.time(), abs=60)
 
@@ -150,9 +150,9 @@ def test_argocd_notification(pipeline, gateway):
         "revision": "a" * 40, "environment": "production", "phase": "Succeeded", "sync_status": "Synced",
         "health_status": "Healthy", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5)),
     }
-    assert post(gateway + "/v1/webhooks/argocd", rendered, bearer()) == (202, {"accepted": 1, "rejected": []})
+    assert post(gateway + "/v1/webhooks/argocd", rendered, bearer()) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     assert post(gateway + "/v1/webhooks/argocd", {**rendered, "phase": "Running", "health_status": "Progressing"},
-                bearer()) == (202, {"accepted": 0, "rejected": []})
+                bearer()) == (202, {"accepted": 0, "rejected": [], "rejected_count": 0})
     assert post(gateway + "/v1/webhooks/argocd", {"app": "shop"}, bearer())[0] == 400
     pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
 
