@@ -101,9 +101,12 @@ class Readiness:
         self._checked_at = -float("inf")
         self._ok = False
         self._lock = asyncio.Lock()
+        #: Checks made (each one metadata request), for the gateway's own metrics.
+        self.checks = 0
 
     def check(self) -> bool:
         """Ask Kafka now (blocking, up to `timeout` seconds)."""
+        self.checks += 1
         try:
             if self._admin is None:
                 self._admin = AdminClient({"bootstrap.servers": self._bootstrap, "log_level": 0})

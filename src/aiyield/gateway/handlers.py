@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from aiyield.gateway.auth import Authenticator, Denied
 from aiyield.gateway.common import BadPayload, UnsupportedEvent
@@ -33,8 +34,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class GatewayMetrics:
     """The gateway's own metrics, on its GET /metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, readiness: Readiness) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_ReadinessChecks(readiness))
         self.requests = Counter(
             "aiyield_gateway_requests", "Requests by route and status.", ["route", "status"], registry=self.registry
         )
@@ -54,6 +56,18 @@ class GatewayMetrics:
         )
 
 
+class _ReadinessChecks:
+    """How many times /readyz really asked Kafka (cached answers excluded)."""
+
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    def collect(self):
+        family = CounterMetricFamily("aiyield_gateway_readiness_checks", "Kafka checks made for /readyz.")
+        family.add_metric([], self._readiness.checks)
+        yield family
+
+
 class Services:
     """What the handlers share, built once per application."""
 
@@ -67,7 +81,7 @@ class Services:
         self.limiter = limiter
         self.cumulative = cumulative
         self.readiness = readiness
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(readiness)
 
 
 SERVICES_KEY = web.AppKey("services", Services)
