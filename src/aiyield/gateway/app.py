@@ -30,6 +30,7 @@ from aiyield.settings import Settings, SettingsError
 log = logging.getLogger("aiyield.gateway")
 
 GUARD_KEY = web.AppKey("connection_guard", ConnectionGuard)
+LINGER_SECONDS = 2.0
 
 
 def create_app(
@@ -112,11 +113,15 @@ async def _serve(settings: Settings, authenticator: Authenticator) -> None:
     redis_client = aioredis.Redis.from_url(settings.redis)
     readiness = Readiness(settings.kafka, ttl=settings.ready_cache_seconds)
     app = create_app(settings, publisher, RedisCumulativeState(redis_client), readiness, authenticator)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.header_timeout_seconds)
+    # An answer given before the body was read (401, 429, 413) leaves the body unread: it is discarded, never kept,
+    # for at most LINGER_SECONDS (so the client can read the answer), then the connection is closed.
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=settings.header_timeout_seconds, lingering_time=LINGER_SECONDS
+    )
     await runner.setup()
     server = runner.server
     assert server is not None
-    guard = ConnectionGuard(server, lambda: len(server.connections), settings.max_connections, settings.header_timeout_seconds)
+    guard = ConnectionGuard(server, settings.max_connections, settings.header_timeout_seconds)
     app[GUARD_KEY] = guard
     listener = await loop.create_server(guard, settings.gateway_host, settings.gateway_port, reuse_address=True)
     log.info("gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)

@@ -214,7 +214,8 @@ async def access_and_errors(request: web.Request, handler: Handler) -> web.Strea
             status = "disconnected"
             services.metrics.disconnects.labels(route).inc()
             log.info("client disconnected during %s %s (%s)", request.method, request.path, type(exc).__name__)
-            raise
+            # Nobody is left to read it; answering (rather than raising) keeps aiohttp from logging a traceback.
+            return web.Response(status=400, headers={"Connection": "close"})
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error(500, "internal error")
     finally:

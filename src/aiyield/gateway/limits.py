@@ -54,22 +54,46 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol, unchanged, with the guard told when its connection closes."""
+
+    def __init__(self, inner: asyncio.Protocol, guard: "ConnectionGuard") -> None:
+        self._inner = inner
+        self._guard = guard
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.open -= 1
+        self._guard.headers_received(self._inner)
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 class ConnectionGuard:
     """A protocol factory for the server: at most about `max_connections` connections at once (0: no cap), and
     each connection closed when it has not sent complete request headers `header_timeout` seconds after opening or
     after its last answer (a slow-headers client, or an idle keep-alive one).
 
-    `factory` makes aiohttp's protocols; `open_connections` counts them (aiohttp's `Server.connections`), once
-    started, so a burst accepted in one loop iteration may pass the cap by the size of that burst. The request
-    middleware calls `headers_received` when a request starts and `await_headers` when it ends.
+    `factory` makes aiohttp's protocols; each is wrapped so that the guard counts it from accept to close. The
+    request middleware calls `headers_received` when a request starts and `await_headers` when it ends.
     """
 
-    def __init__(
-        self, factory: Callable[[], asyncio.Protocol], open_connections: Callable[[], int], max_connections: int,
-        header_timeout: float,
-    ) -> None:
+    def __init__(self, factory: Callable[[], asyncio.Protocol], max_connections: int, header_timeout: float) -> None:
         self._factory = factory
-        self._open = open_connections
+        self.open = 0
         self._max = max_connections
         self._timeout = header_timeout
         self._deadlines: dict[asyncio.Protocol, float] = {}
@@ -77,12 +101,13 @@ class ConnectionGuard:
         self.timed_out = 0
 
     def __call__(self) -> asyncio.Protocol:
-        if self._max and self._open() >= self._max:
+        if self._max and self.open >= self._max:
             self.refused += 1
             return _Busy()
         protocol = self._factory()
+        self.open += 1
         self.await_headers(protocol)
-        return protocol
+        return _Counted(protocol, self)
 
     def await_headers(self, protocol: asyncio.Protocol) -> None:
         loop = asyncio.get_running_loop()
