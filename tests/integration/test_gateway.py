@@ -421,3 +421,57 @@ def test_finding_7_odd_inputs_are_4xx_never_5xx(pipeline, gateway):
     log = (pipeline.logdir / "gateway.log").read_text()
     assert "client disconnected during POST /v1/events" in log
     assert "status=500" not in log and "Traceback" not in log
+
+
+# -- fuzzing: no input gives a 5xx ------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+#: Keys and values the adapters look for, so that fuzzed bodies reach deep into them.
+known_keys = st.sampled_from(["type", "id", "ts", "team", "events", "ref", "after", "commits", "repository",
+                              "object_kind", "deployment", "deployment_status", "resourceMetrics", "resourceLogs",
+                              "app", "revision", "phase", "finished_at", "input_tokens", "cost_usd"])
+shaped = st.dictionaries(known_keys, json_values, max_size=6)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    shaped.map(lambda v: json.dumps(v).encode()),
+    st.lists(shaped, max_size=3).map(lambda v: json.dumps(v).encode()),
+)
+content_types = st.sampled_from(["application/json", "application/x-ndjson", "application/x-protobuf", "text/plain",
+                                 "application/json; charset=utf-8", ""])
+ENDPOINTS = ["/v1/events", "/v1/webhooks/github", "/v1/webhooks/gitlab", "/v1/webhooks/argocd", "/v1/metrics",
+             "/v1/logs"]
+
+
+def signed_headers(path: str, body: bytes, content_type: str, event: str) -> dict:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if path == "/v1/webhooks/github":
+        signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {**headers, "X-Hub-Signature-256": signature, "X-GitHub-Event": event, "X-GitHub-Delivery": "d"}
+    if path == "/v1/webhooks/gitlab":
+        return {**headers, "X-Gitlab-Token": GITLAB_TOKEN}
+    return {**headers, **bearer()}
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_fuzzed_bodies_never_get_a_5xx(pipeline, gateway, path):
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body=bodies, content_type=content_types, event=st.sampled_from(["push", "deployment_status", "ping", "x"]),
+           gzipped=st.booleans())
+    def check(body: bytes, content_type: str, event: str, gzipped: bool) -> None:
+        headers = signed_headers(path, gzip.compress(body) if gzipped else body, content_type, event)
+        if gzipped:
+            body, headers = gzip.compress(body), {**headers, "Content-Encoding": "gzip"}
+        status, answer = post(gateway + path, body, headers)
+        assert status < 500, (status, answer)
+
+    check()
+    log = (pipeline.logdir / "gateway.log").read_text()
+    assert "Traceback" not in log and "status=500" not in log
