@@ -92,10 +92,6 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-class _ClientGone(Exception):
-    pass
-
-
 async def read_body(request: web.Request, services: Services) -> bytes:
     """The whole body, within the body limit (413) and the body timeout (408)."""
     limit = services.settings.max_body_bytes

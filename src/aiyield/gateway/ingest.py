@@ -88,8 +88,10 @@ class Gateway:
             result.accepted = len(good)
             await asyncio.gather(*in_flight)
         finally:
-            for task in in_flight:  # after a failure: do not leave publications unawaited
-                if not task.done():
+            for task in in_flight:  # after a failure: stop waiting for the others, and collect their outcome
+                if task.done() and not task.cancelled():
+                    task.exception()
+                else:
                     task.cancel()
         return result
 
