@@ -12,7 +12,8 @@ Layout (prefix `ay:`):
   teams                                set of every team seen
   events_total                         hash: type<SEP>outcome -> count
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
-  otlp:{digest}                        cumulative OTLP series state of the gateway
+  otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
+                                       20-digit strings; the v1 `otlp:` keys expire on their own)
   j:t:{digest}                         join: one task (team, task_id)
   j:c:{repo digest}:{sha prefix}       join: the commits of a repo sharing a 7-character SHA prefix
   j:d:{digest}                         join: one deployment (repo, deploy_id)
@@ -58,7 +59,7 @@ LAST_TS = f"{PREFIX}last_ts"
 
 
 def otlp_series(series_key: str) -> str:
-    return f"{PREFIX}otlp:{digest(series_key, 16)}"
+    return f"{PREFIX}otlp2:{digest(series_key, 16)}"
 
 
 # Join state (see aiyield.core.crediting): one key per entity, each expiring a horizon past its newest event time.

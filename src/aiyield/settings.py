@@ -39,7 +39,24 @@ class Settings:
     ingest_tokens: tuple[str, ...] = field(default=(), repr=False)
     github_secret: str = _secret()
     gitlab_token: str = _secret()
+    #: Interface the gateway listens on. Loopback by default: listening beyond it needs credentials (or
+    #: `allow_anonymous`). Containers set 0.0.0.0.
+    gateway_host: str = "127.0.0.1"
     gateway_port: int = 8787
+    #: Accept unauthenticated writes on a gateway listening beyond loopback (rules without a credential are open).
+    allow_anonymous: bool = False
+    #: Seconds a connection may take to send complete request headers (from connecting or from the last answer).
+    header_timeout_seconds: float = 10.0
+    #: Seconds a request may take to send its whole body.
+    body_timeout_seconds: float = 30.0
+    #: Connections served at once; beyond, a 503 and the connection closed. Bounds memory with the body limit.
+    max_connections: int = 256
+    #: Requests per second per sender (ingest token, webhook, or anonymous address), bursts up to the burst size;
+    #: beyond, 429 with Retry-After. 0 disables the limit.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    #: Seconds a /readyz answer (Kafka reachable or not) is reused.
+    ready_cache_seconds: float = 5.0
     metrics_port: int = 9464
     max_body_bytes: int = 5 * 1024 * 1024
     production_environments: frozenset[str] = frozenset({"production", "prod"})
@@ -108,7 +125,7 @@ class Settings:
                 raise SettingsError(f"AIYIELD_{name} must be >= {minimum}, got {raw}")
             kw[name.lower()] = value
 
-        for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE"):
+        for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE", "GATEWAY_HOST"):
             if get(name) is not None:
                 kw[name.lower()] = get(name)
         number("PARTITIONS", int, 1)
@@ -121,6 +138,14 @@ class Settings:
         number("BATCH_MESSAGES", int, 1)
         number("BATCH_SECONDS", float, 0.001)
         number("PUBLISH_TIMEOUT_SECONDS", float, 0.1)
+        number("HEADER_TIMEOUT_SECONDS", float, 0.1)
+        number("BODY_TIMEOUT_SECONDS", float, 0.1)
+        number("MAX_CONNECTIONS", int, 0)
+        number("RATE_LIMIT_PER_SECOND", float, 0)
+        number("RATE_LIMIT_BURST", int, 1)
+        number("READY_CACHE_SECONDS", float, 0)
+        if get("ALLOW_ANONYMOUS"):
+            kw["allow_anonymous"] = _boolean("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS"))
         if get("INGEST_TOKENS"):
             kw["ingest_tokens"] = tuple(t.strip() for t in get("INGEST_TOKENS").split(",") if t.strip())
         if get("PRODUCTION_ENVIRONMENTS"):
@@ -156,6 +181,15 @@ def ai_trailers_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]
         return parse_trailers(raw)
     except ValueError as exc:
         raise SettingsError(f"AIYIELD_AI_TRAILERS: {exc}") from None
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"AIYIELD_{name}={raw!r} is not a boolean (true or false)")
 
 
 def _pairs(name: str, raw: str) -> dict[str, str]:

@@ -71,6 +71,11 @@ def test_no_secret_has_a_default(compose):
                 assert value is None or re.fullmatch(r"\$\{" + key + r":\?[^}]*\}", str(value)), f"{name}: {key}={value!r}"
     for name in ("aiyield-worker", "aiyield-gateway"):
         assert str(_env(compose["services"][name])["AIYIELD_PSEUDONYM_KEY"]).startswith("${AIYIELD_PSEUDONYM_KEY:?")
+    # The gateway listens beyond loopback: every credential is required, never passed empty.
+    gateway = _env(compose["services"]["aiyield-gateway"])
+    assert gateway["AIYIELD_GATEWAY_HOST"] == "0.0.0.0"
+    for key in SECRETS:
+        assert str(gateway[key]).startswith("${" + key + ":?"), key
 
 
 def test_monitoring_mounts(compose):

@@ -87,6 +87,9 @@ def test_secrets_come_from_the_secret_only(objects, load_yaml):
         assert key["name"] == "aiyield-secrets" and not key.get("optional"), f"{name}: the pseudonym key is required"
     (gateway,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
     assert {e["name"] for e in gateway["env"]} == SECRET_KEYS
+    for entry in gateway["env"]:  # every secret required: the gateway listens beyond loopback
+        assert not entry["valueFrom"]["secretKeyRef"].get("optional"), entry["name"]
+    assert config["AIYIELD_GATEWAY_HOST"] == "0.0.0.0"
 
 
 def test_kustomize_builds():

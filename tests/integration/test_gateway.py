@@ -59,8 +59,8 @@ def token_event(i: int, **kw) -> dict:
 
 def test_events_in_every_body_form(pipeline, gateway):
     url = gateway + "/v1/events"
-    assert post(url, token_event(1), bearer()) == (202, {"accepted": 1, "rejected": []})
-    assert post(url, [token_event(2), token_event(3)], bearer()) == (202, {"accepted": 2, "rejected": []})
+    assert post(url, token_event(1), bearer()) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
+    assert post(url, [token_event(2), token_event(3)], bearer()) == (202, {"accepted": 2, "rejected": [], "rejected_count": 0})
     status, answer = post(url, {"events": [token_event(4), token_event(5, input_tokens=-1)]}, bearer())
     assert status == 202 and answer["accepted"] == 1
     assert [r["index"] for r in answer["rejected"]] == [1] and "input_tokens" in answer["rejected"][0]["error"]
@@ -119,14 +119,14 @@ def test_github_push_with_ai_trailer_and_deployment_give_a_normalized_deployment
     push["repository"]["pushed_at"] = int(now - 60)
     push["commits"][0]["message"] += "\n\nCo-authored-by: Claude <noreply@anthropic.com>"
     status, answer = github(gateway, "push", push, "delivery-1")
-    assert (status, answer) == (202, {"accepted": 2, "rejected": []})  # the push and the AI commit's task
+    assert (status, answer) == (202, {"accepted": 2, "rejected": [], "rejected_count": 0})  # the push and the AI commit's task
     # Redelivered by GitHub: same delivery id, deduplicated downstream.
     assert github(gateway, "push", push, "delivery-1")[0] == 202
 
     deployment = json.loads((FIXTURES / "github/deployment_status.success.json").read_bytes())
     deployment["deployment"]["sha"] = push["after"]
     deployment["deployment_status"]["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30))
-    assert github(gateway, "deployment_status", deployment, "delivery-2") == (202, {"accepted": 1, "rejected": []})
+    assert github(gateway, "deployment_status", deployment, "delivery-2") == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     assert github(gateway, "issues", {"action": "opened"}, "delivery-3")[1]["ignored"] == "issues"
 
     pipeline.wait_value("aiyield_normalized_deployments", 1.0, team="octo", window="1h")
@@ -139,7 +139,7 @@ def test_gitlab_deployment_hook(pipeline, gateway):
     hook = json.loads((FIXTURES / "gitlab/deployment.success.go-gitlab.json").read_bytes())
     hook["status_changed_at"] = time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(time.time() - 10))
     status, answer = post(gateway + "/v1/webhooks/gitlab", hook, {"X-Gitlab-Token": GITLAB_TOKEN})
-    assert (status, answer) == (202, {"accepted": 1, "rejected": []})
+    assert (status, answer) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
     assert pipeline.value("aiyield_last_event_timestamp_seconds", type="deployment") == pytest.approx(time.time(), abs=60)
 
@@ -150,9 +150,9 @@ def test_argocd_notification(pipeline, gateway):
         "revision": "a" * 40, "environment": "production", "phase": "Succeeded", "sync_status": "Synced",
         "health_status": "Healthy", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5)),
     }
-    assert post(gateway + "/v1/webhooks/argocd", rendered, bearer()) == (202, {"accepted": 1, "rejected": []})
+    assert post(gateway + "/v1/webhooks/argocd", rendered, bearer()) == (202, {"accepted": 1, "rejected": [], "rejected_count": 0})
     assert post(gateway + "/v1/webhooks/argocd", {**rendered, "phase": "Running", "health_status": "Progressing"},
-                bearer()) == (202, {"accepted": 0, "rejected": []})
+                bearer()) == (202, {"accepted": 0, "rejected": [], "rejected_count": 0})
     assert post(gateway + "/v1/webhooks/argocd", {"app": "shop"}, bearer())[0] == 400
     pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
 
@@ -225,3 +225,253 @@ def test_kafka_unreachable_means_not_ready_and_503(pipeline):
     assert info.value.code == 503
     with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
         assert response.status == 200
+
+
+# -- issue 10: each finding through a running gateway ----------------------------------------------------------
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from aiyield.embedded import free_port  # noqa: E402
+
+
+def gateway_metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_finding_3_a_million_empty_objects_get_a_short_answer_and_batched_dead_letters(pipeline):
+    url = pipeline.start_gateway(AIYIELD_MAX_BODY_BYTES=str(8 * 1024 * 1024))
+    pipeline.start_worker()
+    body = b"[" + b",".join([b"{}"] * 1_000_000) + b"]"
+    status, answer = post(url + "/v1/events", body, {"Content-Type": "application/json"})
+    assert status == 202 and answer["accepted"] == 0 and answer["rejected_count"] == 1_000_000
+    assert [r["index"] for r in answer["rejected"]] == list(range(100))
+    # A thousand dead-letter messages, each counted item by item by the worker.
+    pipeline.wait_value("aiyield_events_total", 1_000_000, timeout=180, type="unknown", outcome="invalid")
+
+
+SCOPED = "scoped-secret"
+
+
+@pytest.fixture
+def scoped_gateway(pipeline):
+    pipeline.start_worker()
+    return pipeline.start_gateway(
+        AIYIELD_INGEST_TOKENS=f"{INGEST_TOKEN},{SCOPED}@team=web+team=ops,repo-only@repo=shop/*",
+        AIYIELD_GITHUB_SECRET=GITHUB_SECRET, AIYIELD_GITLAB_TOKEN=GITLAB_TOKEN,
+    )
+
+
+def test_finding_4_scoped_tokens_write_only_inside_their_scope(pipeline, scoped_gateway):
+    url = scoped_gateway + "/v1/events"
+    as_scoped = {"Authorization": f"Bearer {SCOPED}"}
+    deployment = {"type": "deployment", "id": "dep-1", "ts": time.time() - 5, "deploy_id": "d1", "repo": "shop/api",
+                  "environment": "production", "status": "rolled_back"}
+    status, answer = post(url, deployment, as_scoped)
+    assert status == 403 and answer["accepted"] == 0 and "may not write deployment" in answer["rejected"][0]["error"]
+    status, answer = post(url, [token_event(1), token_event(2, team="payments")], as_scoped)
+    assert status == 202 and answer["accepted"] == 1 and [r["index"] for r in answer["rejected"]] == [1]
+    assert post(url, deployment, {"Authorization": "Bearer repo-only"})[0] == 202
+    assert post(url, token_event(3, team="payments"), bearer())[0] == 202  # unscoped: everything
+    # The scope holds on every ingest-token endpoint: Argo CD deployments are not a team token's to write.
+    rendered = {"id": "argocd/shop@1", "app": "shop", "repo": "shop/api", "revision": "a" * 40,
+                "environment": "production", "phase": "Succeeded", "sync_status": "Synced", "health_status": "Healthy",
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))}
+    assert post(scoped_gateway + "/v1/webhooks/argocd", rendered, as_scoped)[0] == 403
+    pipeline.wait_value("aiyield_events_total", 2, type="token", outcome="accepted")
+    pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
+    assert pipeline.value("aiyield_tokens", team="payments", tool="cursor", model="gpt-5", type="input",
+                          window="1h") == 100  # only the unscoped token's
+
+
+def test_finding_4_an_open_gateway_beyond_loopback_refuses_to_start(pipeline):
+    env = {**pipeline.env, "AIYIELD_GATEWAY_HOST": "0.0.0.0", "AIYIELD_GATEWAY_PORT": str(free_port()),
+           "AIYIELD_INGEST_TOKENS": INGEST_TOKEN}
+    env.pop("AIYIELD_GITHUB_SECRET", None), env.pop("AIYIELD_GITLAB_TOKEN", None)
+    refused = subprocess.run([sys.executable, "-m", "aiyield", "gateway"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2
+    assert "AIYIELD_GITHUB_SECRET, AIYIELD_GITLAB_TOKEN are not set" in refused.stderr
+    assert "AIYIELD_ALLOW_ANONYMOUS=true" in refused.stderr
+    # Told explicitly, it starts.
+    url = pipeline.start_gateway(AIYIELD_GATEWAY_HOST="0.0.0.0", AIYIELD_ALLOW_ANONYMOUS="true")
+    assert post(url + "/v1/events", token_event(1))[0] == 202
+
+
+def otlp_sum(value: float, start_ns: int, time_ns: int) -> dict:
+    point = {"startTimeUnixNano": str(start_ns), "timeUnixNano": str(time_ns), "asDouble": value,
+             "attributes": [{"key": "type", "value": {"stringValue": "input"}},
+                            {"key": "model", "value": {"stringValue": "claude-sonnet-4-5"}}]}
+    return {"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "claude-code"}},
+                                    {"key": "team", "value": {"stringValue": "payments"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "claude_code.token.usage", "sum": {
+            "aggregationTemporality": 2, "isMonotonic": True, "dataPoints": [point]}}]}]}]}
+
+
+def test_finding_5_cumulative_values_cannot_be_steered(pipeline, gateway):
+    labels = dict(team="payments", tool="claude-code", model="claude-sonnet-4-5", type="input", window="1h")
+    now_ns = int((time.time() - 60) * 1e9)
+    start = now_ns - 10**9
+    for i, value in enumerate((1000, 999, 1000, 999)):  # a lower value is no reset
+        assert post(gateway + "/v1/metrics", otlp_sum(value, start, now_ns + i * 10**9), bearer())[0] == 200
+    # A start time far in the future is ignored: it must not freeze the series.
+    far = int((time.time() + 10 * 365 * 86400) * 1e9)
+    assert post(gateway + "/v1/metrics", otlp_sum(5000, far, far + 1), bearer())[0] == 200
+    assert post(gateway + "/v1/metrics", otlp_sum(1500, start, now_ns + 10 * 10**9), bearer())[0] == 200
+    pipeline.wait_value("aiyield_tokens", 1500, **labels)
+    assert gateway_metric(gateway, 'aiyield_gateway_ignored_total{source="otlp_metrics"}') == 3
+
+
+def raw_http(url: str, data: bytes, read_timeout: float = 30, first: bool = False) -> bytes:
+    """Send raw bytes on a fresh connection; return everything answered until the server closes it (or, `first`,
+    what the first read returns)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                if first:
+                    break
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def test_finding_6_unauthenticated_senders_cannot_hold_memory_or_connections(pipeline):
+    url = pipeline.start_gateway(
+        AIYIELD_GITHUB_SECRET=GITHUB_SECRET, AIYIELD_GITLAB_TOKEN=GITLAB_TOKEN, AIYIELD_INGEST_TOKENS=INGEST_TOKEN,
+        AIYIELD_HEADER_TIMEOUT_SECONDS="1", AIYIELD_BODY_TIMEOUT_SECONDS="1", AIYIELD_MAX_CONNECTIONS="16",
+        AIYIELD_RATE_LIMIT_PER_SECOND="0.01", AIYIELD_RATE_LIMIT_BURST="3",
+    )
+    # Authentication before the body, on every write endpoint: a promised 5 MiB is never waited for.
+    for path, headers in (("/v1/webhooks/github", "X-GitHub-Event: push\r\n"), ("/v1/events", ""),
+                          ("/v1/webhooks/gitlab", ""), ("/v1/webhooks/argocd", ""), ("/v1/metrics", ""),
+                          ("/v1/logs", "")):
+        answer = raw_http(url, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n{headers}"
+                          "\r\n".encode(), first=True)
+        assert answer.startswith(b"HTTP/1.1 401"), (path, answer[:100])
+    # Headers never completed: the connection is closed, without an answer.
+    assert raw_http(url, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: ") == b""
+    assert raw_http(url, b"") == b""  # nor a connection that never sends anything
+    # A body that never completes: 408 and closed.
+    answer = raw_http(url, f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST_TOKEN}\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{".encode())
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    # Connections beyond the cap: 503 at once.
+    host, port = url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(16)]
+    try:
+        answer = raw_http(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", first=True)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer, answer[:100]
+    finally:
+        for sock in idle:
+            sock.close()
+    # Per-sender request rates: a burst of 3 (the 408 above was one), then 429 with Retry-After (1 per 100 s).
+    statuses = [post(url + "/v1/events", token_event(1), bearer())[0] for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    request = urllib.request.Request(url + "/v1/events", data=b"{}", headers=bearer(), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 429 and int(info.value.headers["Retry-After"]) >= 1
+    # Another sender is not limited by that one.
+    assert post(url + "/v1/webhooks/gitlab", {"object_kind": "issue"}, {"X-Gitlab-Token": GITLAB_TOKEN})[0] == 202
+
+
+def test_finding_7_odd_inputs_are_4xx_never_5xx(pipeline, gateway):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert post(gateway + "/v1/events", deep, {**bearer(), "Content-Type": "application/json"})[0] == 413
+    deep = b"[" * 20_000 + b"]" * 20_000
+    assert post(gateway + "/v1/events", deep, {**bearer(), "Content-Type": "application/json"})[0] == 400
+    assert post(gateway + "/v1/webhooks/argocd", b'{"a":' + deep + b"}", bearer())[0] == 400
+    assert post(gateway + "/v1/webhooks/gitlab", deep, {"X-Gitlab-Token": GITLAB_TOKEN})[0] == 400
+    assert post(gateway + "/v1/metrics", b'{"resourceMetrics":' + deep + b"}",
+                {**bearer(), "Content-Type": "application/json"})[0] == 400
+    # NaN, infinities and 1e300 in OTLP: ignored or rejected, never a 500.
+    now_ns = int((time.time() - 60) * 1e9)
+    for value in ("NaN", "Infinity", "-Infinity", 1e300, -5):
+        status, _ = post(gateway + "/v1/metrics", otlp_sum(value, now_ns - 10**9, now_ns), bearer())
+        assert status == 200, value
+        delta = otlp_sum(value, now_ns - 10**9, now_ns)
+        delta["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["aggregationTemporality"] = 1
+        assert post(gateway + "/v1/metrics", delta, bearer())[0] == 200, value
+    # Pre-1970 times: rejected by the gateway's own timestamp parsing, as the validator rejects them.
+    rendered = {"id": "argocd/shop@1", "app": "shop", "repo": "acme/shop", "revision": "a" * 40,
+                "environment": "production", "phase": "Succeeded", "sync_status": "Synced",
+                "health_status": "Healthy", "finished_at": "1969-12-31T23:59:59Z"}
+    status, answer = post(gateway + "/v1/webhooks/argocd", rendered, bearer())
+    assert status == 400 and "1970" in answer["error"]
+    # /readyz is cached: a flood of probes costs one Kafka check, not one client each.
+    for _ in range(30):
+        with urllib.request.urlopen(gateway + "/readyz", timeout=10) as response:
+            assert response.status == 200
+    assert 1 <= gateway_metric(gateway, "aiyield_gateway_readiness_checks_total") <= 2
+    # A client that goes away mid-body is logged as a disconnect, not as a 500.
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST_TOKEN}\r\n"
+                     "Content-Length: 1000\r\n\r\n[{".encode())
+        time.sleep(0.5)
+    wait_for(lambda: gateway_metric(gateway, "aiyield_gateway_client_disconnects_total") == 1, 30, "the disconnect")
+    log = (pipeline.logdir / "gateway.log").read_text()
+    assert "client disconnected during POST /v1/events" in log
+    assert "status=500" not in log and "Traceback" not in log
+
+
+# -- fuzzing: no input gives a 5xx ------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+#: Keys and values the adapters look for, so that fuzzed bodies reach deep into them.
+known_keys = st.sampled_from(["type", "id", "ts", "team", "events", "ref", "after", "commits", "repository",
+                              "object_kind", "deployment", "deployment_status", "resourceMetrics", "resourceLogs",
+                              "app", "revision", "phase", "finished_at", "input_tokens", "cost_usd"])
+shaped = st.dictionaries(known_keys, json_values, max_size=6)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    shaped.map(lambda v: json.dumps(v).encode()),
+    st.lists(shaped, max_size=3).map(lambda v: json.dumps(v).encode()),
+)
+content_types = st.sampled_from(["application/json", "application/x-ndjson", "application/x-protobuf", "text/plain",
+                                 "application/json; charset=utf-8", ""])
+ENDPOINTS = ["/v1/events", "/v1/webhooks/github", "/v1/webhooks/gitlab", "/v1/webhooks/argocd", "/v1/metrics",
+             "/v1/logs"]
+
+
+def signed_headers(path: str, body: bytes, content_type: str, event: str) -> dict:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if path == "/v1/webhooks/github":
+        signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {**headers, "X-Hub-Signature-256": signature, "X-GitHub-Event": event, "X-GitHub-Delivery": "d"}
+    if path == "/v1/webhooks/gitlab":
+        return {**headers, "X-Gitlab-Token": GITLAB_TOKEN}
+    return {**headers, **bearer()}
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_fuzzed_bodies_never_get_a_5xx(pipeline, gateway, path):
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body=bodies, content_type=content_types, event=st.sampled_from(["push", "deployment_status", "ping", "x"]),
+           gzipped=st.booleans())
+    def check(body: bytes, content_type: str, event: str, gzipped: bool) -> None:
+        headers = signed_headers(path, gzip.compress(body) if gzipped else body, content_type, event)
+        if gzipped:
+            body, headers = gzip.compress(body), {**headers, "Content-Encoding": "gzip"}
+        status, answer = post(gateway + path, body, headers)
+        assert status < 500, (status, answer)
+
+    check()
+    log = (pipeline.logdir / "gateway.log").read_text()
+    assert "Traceback" not in log and "status=500" not in log

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from typing import Any, Mapping
 
 from aiyield.core.provenance import ai_tool
@@ -56,11 +57,13 @@ def parse_time(value: Any, what: str) -> float:
 
     Epoch numbers (GitHub's `repository.pushed_at` in push hooks), RFC 3339 (`2019-05-15T15:20:55Z`), and GitLab's
     own `2021-04-28 21:50:00 +0200` and `2016-08-12 15:23:28 UTC`. A time without an offset is rejected rather than
-    guessed, because a wrong zone shifts events across window boundaries silently.
+    guessed, because a wrong zone shifts events across window boundaries silently. Times before 1970 (negative
+    epoch seconds) and non-finite numbers are rejected, as the validator rejects them.
     """
+    seconds = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         text = value.strip()
         if text.endswith(" UTC"):
             text = text[:-4] + "+00:00"
@@ -70,8 +73,19 @@ def parse_time(value: Any, what: str) -> float:
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed.timestamp()
-    raise BadPayload(f"{what} {value!r} is not a timestamp with a UTC offset")
+            try:
+                seconds = parsed.timestamp()
+            except (OverflowError, ValueError):  # year 1 with a positive offset falls off the calendar
+                seconds = None
+        if seconds is None:
+            raise BadPayload(f"{what} {value!r} is not a timestamp with a UTC offset")
+    if seconds is None:
+        raise BadPayload(f"{what} {value!r} is not a timestamp")
+    # The same rule as the validator's for `ts` (epoch seconds >= 0), so no source can slip a pre-1970 time past
+    # the gateway that the worker would then refuse.
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadPayload(f"{what} {value!r} is before 1970-01-01T00:00:00Z or not finite")
+    return seconds
 
 
 def stable_id(prefix: str, *parts: object) -> str:

@@ -15,8 +15,11 @@ arrives only through `claude_code.cost.usage`: each dollar is counted exactly on
 arrive in, with no state joining them. GenAI token counts carry no `cost_usd` and are priced by the worker.
 
 Temporality: delta points count as they are. Cumulative points count the growth since the previous point of the
-same series (resource attributes, metric name, point attributes), kept in a `CumulativeState`; see its contract.
-Event ids derive from the series and the point's times, so an exporter retry repeats the same ids.
+same series (resource attributes, metric name, point attributes), kept in a `cumulative.CumulativeState`; see its
+contract (a reset is a new start time, never a lower value alone). A cumulative point whose start time is in the
+future or after its own time is ignored before it reaches the state, so it cannot freeze its series. A value that
+is not a finite number >= 0 (NaN, infinities, negatives) is ignored too, whatever the temporality. Event ids derive
+from the series and the point's times, so an exporter retry repeats the same ids.
 
 Logs, one token event per API call:
 
@@ -42,10 +45,11 @@ Everything else (other metrics, other log records, unknown `type` values, gauges
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -56,6 +60,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags, Metric
 
 from aiyield.gateway.common import UNASSIGNED, BadPayload, parse_time, stable_id
+from aiyield.gateway.cumulative import CumulativeState
 
 DEFAULT_TEAM_KEYS: tuple[str, ...] = ("team", "team.id", "team.name")
 _DEVELOPER_KEYS = ("user.account_uuid", "user.id", "user.email")
@@ -69,6 +74,8 @@ MAX_DECODED_BYTES = 32 * 1024 * 1024
 _PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 _JSON_TYPES = ("application/json",)
 _SCALARS = ("string_value", "int_value", "double_value", "bool_value")
+#: A start time this far ahead of the gateway's clock is a sender's bug (or worse), not a reset (nanoseconds).
+MAX_FUTURE_START_NANOS = 300 * 10**9
 
 
 class UnsupportedContentType(BadPayload):
@@ -84,57 +91,6 @@ class OtlpResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: Data points or log records that produced no event, by metric or event name.
     ignored: Counter[str] = field(default_factory=Counter)
-
-
-class CumulativeState(Protocol):
-    """The last value seen of each cumulative series, so that only growth is counted.
-
-    `delta` returns how much of `value` is new, and records the point. Its contract, which every backend keeps:
-
-    - a series not seen before, or seen with another `start`: everything since the start is new (returns `value`);
-      a `start` older than the one recorded is a late point from a previous run of the process: returns 0, so the
-      current run's next point is not mistaken for a restart and counted whole again;
-    - a `value` below the last one (a reset that kept its start time): the count starts over (returns `value`);
-    - the same `time` as the last point: the answer given then (an exporter retry must produce the same event);
-    - an older `time` than the last point: 0, since the newer total already includes it.
-
-    Several gateway replicas must share one backend, or each counts a series' total once more.
-    """
-
-    async def delta(self, series_key: str, start: int, time: int, value: float) -> float: ...
-
-
-class MemoryCumulativeState:
-    """`CumulativeState` in process memory, for tests and a single gateway.
-
-    Bounded: beyond `max_series` the least recently updated series is forgotten (if it reports again, its
-    total since start is counted again). Claude Code starts a series per session, so without a bound a
-    long-running gateway would grow without end.
-    """
-
-    def __init__(self, max_series: int = 100_000) -> None:
-        self._max_series = max_series
-        # series key -> (start, time, value, the value before it)
-        self._series: OrderedDict[str, tuple[int, int, float, float]] = OrderedDict()
-
-    async def delta(self, series_key: str, start: int, time: int, value: float) -> float:
-        seen = self._series.get(series_key)
-        previous = 0.0
-        if seen is not None:
-            seen_start, seen_time, seen_value, seen_previous = seen
-            if start < seen_start:
-                return 0.0
-            if start == seen_start:
-                if time == seen_time:
-                    return seen_value - seen_previous
-                if time < seen_time:
-                    return 0.0
-                previous = seen_value if value >= seen_value else 0.0
-        self._series[series_key] = (start, time, value, previous)
-        self._series.move_to_end(series_key)
-        if len(self._series) > self._max_series:
-            self._series.popitem(last=False)
-        return value - previous
 
 
 @dataclass(frozen=True)
@@ -177,10 +133,14 @@ async def from_otlp_metrics(
     content_type: str | None,
     content_encoding: str | None = None,
     state: CumulativeState,
+    now: float,
     team_keys: Sequence[str] = DEFAULT_TEAM_KEYS,
     max_bytes: int = MAX_DECODED_BYTES,
 ) -> OtlpResult:
-    """Token events from one `/v1/metrics` request body. Raises `BadPayload` (or a subclass) for a bad body."""
+    """Token events from one `/v1/metrics` request body. Raises `BadPayload` (or a subclass) for a bad body.
+
+    `now` (epoch seconds) bounds cumulative start times: a start in the future is ignored, never stored.
+    """
     request = _decode(body, ExportMetricsServiceRequest(), content_type, content_encoding, max_bytes)
     result = OtlpResult()
     for resource_kvs, resource, metric in _metrics(request):
@@ -208,10 +168,20 @@ async def from_otlp_metrics(
                 continue
             series = _series_key(metric.name, resource_kvs, point.attributes)
             value = _point_value(point) if shape == "sum" else point.sum
+            if not (math.isfinite(value) and value >= 0):
+                result.ignored[f"{metric.name} (value not a finite number >= 0)"] += 1
+                continue
             if temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
                 amount = value
             elif temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE:
-                amount = await state.delta(series, point.start_time_unix_nano, point.time_unix_nano, value)
+                start, time = point.start_time_unix_nano, point.time_unix_nano
+                if start > time or start > now * 1e9 + MAX_FUTURE_START_NANOS:
+                    result.ignored[f"{metric.name} (start time in the future or after the point's time)"] += 1
+                    continue
+                amount, ignored = await state.delta(series, start, time, value)
+                if ignored is not None:
+                    result.ignored[f"{metric.name} ({ignored})"] += 1
+                    continue
             else:
                 result.ignored[f"{metric.name} (temporality unspecified)"] += 1
                 continue

@@ -18,8 +18,8 @@ from opentelemetry.sdk.resources import Resource
 
 from aiyield.core.events import InvalidEvent, validate
 from aiyield.gateway.common import BadPayload, stable_id
+from aiyield.gateway.cumulative import MemoryCumulativeState
 from aiyield.gateway.otlp import (
-    MemoryCumulativeState,
     OtlpResult,
     PayloadTooLarge,
     UnsupportedContentType,
@@ -76,7 +76,7 @@ def claude_meters(sdk: Sdk):
 
 async def metrics(body: bytes, state=None, content_type: str = PROTOBUF, **kw: Any) -> OtlpResult:
     result = await from_otlp_metrics(
-        body, content_type=content_type, state=state or MemoryCumulativeState(), **kw
+        body, content_type=content_type, state=state or MemoryCumulativeState(), now=NOW, **kw
     )
     for event in result.events:
         validate(event, NOW)
@@ -274,53 +274,6 @@ async def test_unchanged_cumulative_totals_produce_no_events() -> None:
     assert (await metrics(sdk.body(), state)).events == []
 
 
-# -- the cumulative state ------------------------------------------------------------------------------------
-
-
-async def test_state_contract() -> None:
-    state = MemoryCumulativeState()
-    assert await state.delta("s", start=10, time=20, value=100) == 100  # new series: all since start is new
-    assert await state.delta("s", start=10, time=30, value=130) == 30
-    assert await state.delta("s", start=10, time=30, value=130) == 30  # retry: the same answer
-    assert await state.delta("s", start=10, time=25, value=110) == 0  # late older point: already included
-    assert await state.delta("s", start=10, time=40, value=20) == 20  # value dropped: counter reset
-    assert await state.delta("s", start=50, time=60, value=7) == 7  # new start time: process restarted
-    assert await state.delta("s", start=10, time=45, value=25) == 0  # late point of the previous run
-    assert await state.delta("s", start=50, time=70, value=9) == 2  # ...which did not disturb the current run
-
-
-async def test_memory_state_forgets_the_least_recently_updated_series_beyond_its_bound() -> None:
-    state = MemoryCumulativeState(max_series=2)
-    await state.delta("a", 0, 1, 10)
-    await state.delta("b", 0, 1, 10)
-    await state.delta("a", 0, 2, 11)
-    await state.delta("c", 0, 1, 10)  # evicts b, the least recently updated
-    assert await state.delta("a", 0, 3, 12) == 1
-    assert await state.delta("b", 0, 2, 15) == 15
-
-
-# Runs of a process (each with its own start time) reporting a growing total, each report possibly retried.
-runs = st.lists(
-    st.lists(st.tuples(st.integers(0, 1000), st.booleans()), min_size=1, max_size=8), min_size=1, max_size=4
-)
-
-
-@given(runs)
-async def test_cumulative_deltas_sum_to_the_real_usage(reported: list[list[tuple[int, bool]]]) -> None:
-    state, counted, real, time = MemoryCumulativeState(), 0.0, 0, 0
-    for run, increments in enumerate(reported):
-        total = 0
-        for increment, retried in increments:
-            total += increment
-            time += 1
-            answers = [await state.delta("series", start=run, time=time, value=total) for _ in range(1 + retried)]
-            # A retry gets the same answer, hence the same event id, which the pipeline deduplicates.
-            assert len(set(answers)) == 1
-            counted += answers[0]
-        real += total
-    assert counted == real
-
-
 # -- logs ------------------------------------------------------------------------------------------------------
 
 
@@ -505,6 +458,6 @@ async def test_gzip_bomb_is_too_large() -> None:
     assert len(bomb) < 4096
     with pytest.raises(PayloadTooLarge):
         await from_otlp_metrics(
-            bomb, content_type=PROTOBUF, content_encoding="gzip", state=MemoryCumulativeState(), max_bytes=1024 * 1024
+            bomb, content_type=PROTOBUF, content_encoding="gzip", state=MemoryCumulativeState(), now=NOW, max_bytes=1024 * 1024
         )
     assert issubclass(PayloadTooLarge, BadPayload) and issubclass(BadPayload, ValueError)
