@@ -227,7 +227,7 @@ def parse_message(raw: bytes, now: float, pseudonymise: Callable[[str], str] | N
     """
     try:
         envelope_ = _envelope_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         envelope_ = None
     if envelope_ is not None and envelope_.type is msgspec.UNSET:
         try:
@@ -270,6 +270,8 @@ def decode(raw: bytes | str) -> Any:
         return _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"malformed JSON: {exc}", None) from None
+    except RecursionError:
+        raise InvalidEvent("malformed JSON: nested too deeply", None) from None
 
 
 def parse_items(
