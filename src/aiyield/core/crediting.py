@@ -40,6 +40,7 @@ Pure: no I/O, no clock. `join` is a generator that yields what it needs to read 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Generator, Iterable, Sequence
@@ -104,8 +105,20 @@ Contained = tuple[float, str, float | None]  # (deployment ts, deploy_id, rollba
 Anchored = tuple[float, str, float, float | None]  # (deployment ts, deploy_id, anchor push ts, rollback ts)
 
 
+class Sha(str):
+    """A commit SHA; stored as bytes (a length byte and the hex digits packed), half the size of its text."""
+
+
+def _pack(sha: str) -> bytes:
+    return bytes([len(sha)]) + bytes.fromhex(sha + "0" * (len(sha) % 2))
+
+
+def _unpack(data: bytes) -> Sha:
+    return Sha(data[1:].hex()[: data[0]])
+
+
 class CommitState(msgspec.Struct, array_like=True):
-    sha: str
+    sha: Sha
     claims: list[Claim] = []
     pushes: list[Pushed] = []
     deploys: list[Contained] = []  # production deployments naming it in `commits` or `head`
@@ -135,18 +148,21 @@ class Retracted(msgspec.Struct, array_like=True, frozen=True, order=True):
 
 
 class TaskState(msgspec.Struct, array_like=True):
-    team: str
-    task_id: str
+    """One task. Its identity (team, task_id) is its key, not repeated here: this is the state held per pending task."""
+
     ts: float
-    newest: float
-    tool: str = ""
-    tool_ts: float = float("inf")  # ts of the report that named `tool`: the earliest completed report's tool wins
+    span: int = 0  # whole seconds from `ts` to the newest report: the state is kept a horizon past that
+    tool: str = ""  # of the earliest report, by (ts, tool)
     ai_lines: int | None = None
-    commits: list[tuple[str, str]] = []  # (repo, sha)
+    commits: list[tuple[str, Sha]] = []  # (repo, sha)
     # What is currently counted in the windows for this task:
     given: Given | None = None
     retracted: list[Retracted] = []
     contested_ts: float | None = None
+
+    @property
+    def newest(self) -> float:
+        return self.ts + self.span
 
 
 class DeploymentFact(msgspec.Struct, array_like=True, frozen=True):
@@ -318,11 +334,11 @@ class _View:
         for state in bucket:
             if same_commit(state.sha, sha):
                 if create and len(sha) > len(state.sha):
-                    state.sha = sha  # the longest form names it
+                    state.sha = Sha(sha)  # the longest form names it
                 return state
         if not create:
             return None
-        state = CommitState(sha)
+        state = CommitState(Sha(sha))
         bucket.append(state)
         return state
 
@@ -390,6 +406,9 @@ def join(events: Sequence[Event], policy: Policy) -> Generator[Need, Loaded, Res
         if d.rollback_of is not None:
             deploy_refs.add((d.repo, d.rollback_of))
     yield from view.need(tasks={(t.team, t.task_id) for t in tasks}, buckets=buckets, deployments=deploy_refs)
+    # A report that changes a known task's time moves its claim on every commit it already has.
+    known = [view.tasks.get((t.team, t.task_id)) for t in tasks]
+    yield from view.need(buckets={bucket_of(repo, sha) for k in known if k is not None for repo, sha in k.commits})
 
     # 2. Fold the events in; note which commits and deployments may have changed.
     commits: set[tuple[str, str]] = set()  # (repo, sha) whose owner or chain may have changed
@@ -465,11 +484,11 @@ def join(events: Sequence[Event], policy: Policy) -> Generator[Need, Loaded, Res
     deltas: list[Delta] = []
     for ref in sorted(live):
         task = live[ref]
-        wanted = _desired(view, task, policy)
+        wanted = _desired(view, ref, task, policy)
         if wanted is None:  # something it depends on has expired: what it has counted is final
             continue
         given, retracted, contested_ts = wanted
-        found = _diff(task, given, retracted, contested_ts)
+        found = _diff(ref, task, given, retracted, contested_ts)
         if found:
             task.given, task.retracted, task.contested_ts = given, retracted, contested_ts
             view.put_task(ref, task)
@@ -493,27 +512,28 @@ def _fold_task(view: _View, event: TaskEvent, commits: set[tuple[str, str]], tou
     task = view.tasks.get(ref)
     existed = task is not None
     if task is None:
-        task = TaskState(event.team, event.task_id, ts=event.ts, newest=event.ts)
+        task = TaskState(ts=event.ts, tool=event.tool)
     before = (task.ts, len(task.commits), task.ai_lines, task.tool)
     newest_before = task.newest
-    old_claim: Claim = (task.ts, task.team, task.task_id)
+    old_claim: Claim = (task.ts, *ref)
+    if (event.ts, event.tool) < (task.ts, task.tool):
+        task.tool = event.tool
+    newest = max(task.newest, event.ts)
     task.ts = min(task.ts, event.ts)
-    task.newest = max(task.newest, event.ts)
+    task.span = math.ceil(newest - task.ts)
     if event.status == "completed":
-        if (event.ts, event.tool) < (task.tool_ts, task.tool):
-            task.tool, task.tool_ts = event.tool, event.ts
         if event.ai_lines is not None:
             task.ai_lines = max(task.ai_lines or 0, event.ai_lines)
         if event.repo is not None:
             for sha in event.commits:
                 if not any(repo == event.repo and same_commit(known, sha) for repo, known in task.commits):
-                    task.commits.append((event.repo, sha))
+                    task.commits.append((event.repo, Sha(sha)))
     task.commits.sort()
     if existed and (task.ts, len(task.commits), task.ai_lines, task.tool) == before:
         if task.newest != newest_before:  # only kept alive longer
             view.put_task(ref, task)
         return
-    new_claim: Claim = (task.ts, task.team, task.task_id)
+    new_claim: Claim = (task.ts, *ref)
     for repo, sha in task.commits:
         state = view.commit(repo, sha, create=True)
         assert state is not None
@@ -690,12 +710,12 @@ def _chain(view: _View, repo: str, commit: CommitState, policy: Policy) -> list[
 
 
 def _desired(
-    view: _View, task: TaskState, policy: Policy
+    view: _View, ref: TaskRef, task: TaskState, policy: Policy
 ) -> tuple[Given | None, list[Retracted], float | None] | None:
     """What the task should have counted: its credit, its retractions, and whether it is contested."""
     if not task.commits:
         return None, [], None
-    claim = (task.ts, task.team, task.task_id)
+    claim = (task.ts, *ref)
     owned: list[tuple[str, CommitState]] = []
     for repo, sha in task.commits:
         commit = view.commit(repo, sha)
@@ -741,26 +761,29 @@ def _desired(
     return Given(repo, deploy_id, ts, worth, task.tool), retracted, None
 
 
-def _diff(task: TaskState, given: Given | None, retracted: list[Retracted], contested_ts: float | None) -> list[Delta]:
+def _diff(
+    ref: TaskRef, task: TaskState, given: Given | None, retracted: list[Retracted], contested_ts: float | None
+) -> list[Delta]:
+    team, task_id = ref
     out: list[Delta] = []
     if task.given != given:
         if task.given is not None:
             old = task.given
-            out.append(Delta("credit", task.team, old.ts, -old.amount, tool=old.tool, shipped=-1, task_id=task.task_id))
+            out.append(Delta("credit", team, old.ts, -old.amount, tool=old.tool, shipped=-1, task_id=task_id))
         if given is not None:
-            out.append(Delta("credit", task.team, given.ts, given.amount, tool=given.tool, shipped=1, task_id=task.task_id))
+            out.append(Delta("credit", team, given.ts, given.amount, tool=given.tool, shipped=1, task_id=task_id))
     if task.retracted != retracted:
         for old in task.retracted:
             if old not in retracted:
-                out.append(Delta("retracted", task.team, old.ts, -old.amount, reason=old.reason, task_id=task.task_id))
+                out.append(Delta("retracted", team, old.ts, -old.amount, reason=old.reason, task_id=task_id))
         for new in retracted:
             if new not in task.retracted:
-                out.append(Delta("retracted", task.team, new.ts, new.amount, reason=new.reason, task_id=task.task_id))
+                out.append(Delta("retracted", team, new.ts, new.amount, reason=new.reason, task_id=task_id))
     if task.contested_ts != contested_ts:
         if task.contested_ts is not None:
-            out.append(Delta("contested", task.team, task.contested_ts, -1, task_id=task.task_id))
+            out.append(Delta("contested", team, task.contested_ts, -1, task_id=task_id))
         if contested_ts is not None:
-            out.append(Delta("contested", task.team, contested_ts, 1, task_id=task.task_id))
+            out.append(Delta("contested", team, contested_ts, 1, task_id=task_id))
     return out
 
 
@@ -808,10 +831,22 @@ class MemoryJoinState:
         return result.deltas
 
 
-_encoder = msgspec.msgpack.Encoder()
+def _enc_hook(obj: object) -> object:
+    if isinstance(obj, Sha):
+        return _pack(obj)
+    raise NotImplementedError(f"cannot store {type(obj).__name__}")
+
+
+def _dec_hook(kind: type, obj: object) -> object:
+    if kind is Sha and isinstance(obj, bytes):
+        return _unpack(obj)
+    raise NotImplementedError(f"cannot read {kind.__name__} from {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 Bucket = list[CommitState]
 _decoders = {
-    kind: msgspec.msgpack.Decoder(kind) for kind in (TaskState, Bucket, DeploymentState, BranchState)
+    kind: msgspec.msgpack.Decoder(kind, dec_hook=_dec_hook) for kind in (TaskState, Bucket, DeploymentState, BranchState)
 }
 
 
