@@ -81,13 +81,12 @@ def dead_letters(letters: Mapping[tuple[int, int], tuple[str, dict[str, int]]]) 
     return plan
 
 
-# Join state <-> keys. Each entity kind: its key builder and its stored type.
-_TASK, _BUCKET, _DEPLOYMENT, _BRANCH = "tasks", "buckets", "deployments", "branches"
+# Join state <-> keys. Each entity kind stored as a key of its own: its key builder and its stored type. Commit
+# buckets are fields of their repo's hash instead (`keys.join_commits`).
 _KINDS: dict[str, tuple[Callable[..., str], type]] = {
-    _TASK: (keys.join_task, crediting.TaskState),
-    _BUCKET: (keys.join_commits, crediting.Bucket),
-    _DEPLOYMENT: (keys.join_deployment, crediting.DeploymentState),
-    _BRANCH: (keys.join_branch, crediting.BranchState),
+    "tasks": (keys.join_task, crediting.TaskState),
+    "deployments": (keys.join_deployment, crediting.DeploymentState),
+    "branches": (keys.join_branch, crediting.BranchState),
 }
 
 
@@ -99,9 +98,10 @@ def join(decoded: Decoded, policy: Policy, now: float) -> Plan:
             need = next(steps)
             while True:
                 named = {_KINDS[kind][0](*ref): (kind, ref) for kind in _KINDS for ref in getattr(need, kind)}
+                buckets = {(keys.join_commits(repo), prefix): (repo, prefix) for repo, prefix in need.buckets}
                 ranges = {(keys.join_pushes(repo, branch), lo, hi): (repo, branch, lo, hi) for repo, branch, lo, hi in need.ranges}
-                got = yield Read(keys=tuple(named), ranges=tuple(ranges))
-                need = steps.send(_loaded(named, ranges, got))
+                got = yield Read(keys=tuple(named), fields=tuple(buckets), ranges=tuple(ranges))
+                need = steps.send(_loaded(named, buckets, ranges, got))
         except StopIteration as done:
             result: crediting.Result = done.value
         return _join_writes(result, policy, now)
@@ -109,11 +109,14 @@ def join(decoded: Decoded, policy: Policy, now: float) -> Plan:
     return plan
 
 
-def _loaded(named: dict[str, tuple[str, tuple]], ranges: dict[tuple, tuple], got: Got) -> Loaded:
+def _loaded(named: dict[str, tuple[str, tuple]], buckets: dict[tuple, tuple], ranges: dict[tuple, tuple], got: Got) -> Loaded:
     loaded = Loaded()
     for key, (kind, ref) in named.items():
         raw = got.values.get(key)
         getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
+    for field, ref in buckets.items():
+        raw = got.fields.get(field)
+        loaded.buckets[ref] = crediting.decode(crediting.Bucket, raw) if raw is not None else []
     for rng, ref in ranges.items():
         loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
     return loaded
@@ -133,6 +136,8 @@ def _join_writes(result: crediting.Result, policy: Policy, now: float) -> Writes
         build = _KINDS[kind][0]
         for ref, state in getattr(changes, kind).items():
             writes.values[build(*ref)] = (crediting.encode(state), expire(crediting.newest(state)))
+    for (repo, prefix), bucket in changes.buckets.items():
+        writes.fields[(keys.join_commits(repo), prefix)] = (crediting.encode(bucket), expire(crediting.newest(bucket)))
     for (repo, branch), added in changes.pushes.items():
         newest = max(ts for ts, _sha in added)
         members = [(f"{sha}@{ts!r}".encode(), ts) for ts, sha in added]

@@ -50,15 +50,17 @@ class Consumed:
 
 @dataclass(frozen=True)
 class Read:
-    """What a plan step reads: plain keys, and sorted-set members with lo <= score <= hi."""
+    """What a plan step reads: plain keys, hash fields (key, field), and sorted-set members with lo <= score <= hi."""
 
     keys: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
     ranges: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass
 class Got:
     values: dict[str, bytes | None] = field(default_factory=dict)
+    fields: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
     ranges: dict[tuple[str, float, float], list[bytes]] = field(default_factory=dict)
 
 
@@ -72,6 +74,8 @@ class Writes:
     seen: list[str] = field(default_factory=list)
     #: key -> (value, expire at epoch seconds)
     values: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    #: (hash key, field) -> (value, expire at epoch seconds, for that field alone)
+    fields: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
     members: dict[str, tuple[list[tuple[bytes, float]], int, float]] = field(default_factory=dict)
 
@@ -138,6 +142,20 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+# ARGV, per key in KEYS order: n, then n (field, value, expire-at) triples.
+_SET_FIELDS = """
+local a = 1
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    redis.call('HSET', key, ARGV[a], ARGV[a + 1])
+    redis.call('HEXPIREAT', key, ARGV[a + 2], 'FIELDS', 1, ARGV[a])
+    a = a + 3
+  end
+end
+return #KEYS
+"""
 # ARGV, per key in KEYS order: expire-at, n, then n elements.
 _ADD_HLLS = """
 local a = 1
@@ -161,6 +179,7 @@ class RedisStore:
         self._mark_seen = self.redis.register_script(_MARK_SEEN)
         self._incr_hashes = self.redis.register_script(_INCR_HASHES)
         self._add_hlls = self.redis.register_script(_ADD_HLLS)
+        self._set_fields = self.redis.register_script(_SET_FIELDS)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -218,12 +237,17 @@ class RedisStore:
         got = Got()
         wanted = list(dict.fromkeys(read.keys))
         ranged = list(dict.fromkeys(read.ranges))
-        watch = wanted + [key for key, _lo, _hi in ranged]
+        hashes: dict[str, list[str]] = defaultdict(list)
+        for key, name in dict.fromkeys(read.fields):
+            hashes[key].append(name)
+        watch = wanted + list(hashes) + [key for key, _lo, _hi in ranged]
         if not watch:
             return got
         await pipe.watch(*watch)
         if wanted:
             got.values = dict(zip(wanted, await pipe.mget(wanted)))
+        for key, names in hashes.items():
+            got.fields.update(zip(((key, n) for n in names), await pipe.hmget(key, names)))
         for rng in ranged:
             got.ranges[rng] = await pipe.zrangebyscore(*rng)
         return got
@@ -256,6 +280,14 @@ class RedisStore:
             pipe.zadd(keys.LAST_TS, writes.last_ts, gt=True)
         for key, (value, expire_at) in writes.values.items():
             pipe.set(key, value, exat=expire_at)
+        if writes.fields:
+            by_key: dict[str, list] = defaultdict(list)
+            for (key, name), (value, expire_at) in writes.fields.items():
+                by_key[key] += [name, value, expire_at]
+            args = []
+            for triples in by_key.values():
+                args += [len(triples) // 3, *triples]
+            await self._set_fields(keys=list(by_key), args=args, client=pipe)
         for key, (members, expire_at, below) in writes.members.items():
             pipe.zadd(key, dict(members))
             pipe.zremrangebyscore(key, "-inf", f"({below!r}")
@@ -280,6 +312,7 @@ class MemoryStore:
         self.events_total: dict[tuple[str, str], int] = defaultdict(int)
         self.last_ts: dict[str, float] = {}
         self.values: dict[str, bytes] = {}
+        self.fields: dict[tuple[str, str], bytes] = {}
         self.members: dict[str, dict[bytes, float]] = defaultdict(dict)
 
     async def close(self) -> None:
@@ -304,11 +337,12 @@ class MemoryStore:
 
     def _read(self, read: Read) -> Got:
         values = {k: (b"1" if k in self.seen else self.values.get(k)) for k in read.keys}
+        fields = {f: self.fields.get(f) for f in read.fields}
         ranges = {
             (k, lo, hi): [m for m, score in sorted(self.members.get(k, {}).items(), key=lambda i: (i[1], i[0])) if lo <= score <= hi]
             for k, lo, hi in read.ranges
         }
-        return Got(values, ranges)
+        return Got(values, fields, ranges)
 
     def _write(self, writes: Writes) -> None:
         for (window, start), amounts in writes.rollup.counters.items():
@@ -324,6 +358,7 @@ class MemoryStore:
         for event_type, ts in writes.last_ts.items():
             self.last_ts[event_type] = max(ts, self.last_ts.get(event_type, ts))
         self.values.update({k: v for k, (v, _expire) in writes.values.items()})
+        self.fields.update({f: v for f, (v, _expire) in writes.fields.items()})
         for key, (members, _expire, below) in writes.members.items():
             self.members[key].update(members)
             self.members[key] = {m: score for m, score in self.members[key].items() if score >= below}

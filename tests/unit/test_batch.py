@@ -90,5 +90,5 @@ def test_join_credits_once_and_writes_state_under_the_join_keys():
     assert store.window_sums("1h")[series("credit", "pay")] == SCALE["credit"] // 2
     assert store.window_sums("1h")[series("tasks", "pay", "cc", "shipped")] == 1
     assert keys.join_task("pay", "t") in store.values
-    assert keys.join_commits("shop", sha("a")[:7]) in store.values
+    assert (keys.join_commits("shop"), sha("a")[:7]) in store.fields
     assert keys.join_deployment("shop", "d1") in store.values
