@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from aiyield.core.cardinality import Caps
 from aiyield.core.crediting import Policy
+from aiyield.core.finance import BudgetError, Budgets
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS, parse_trailers
 
 EVENTS_TOPIC = "aiyield.events"
@@ -67,6 +69,10 @@ class Settings:
     state_file: Path = field(default_factory=default_state_file)
     #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
     namespace: str = ""
+    #: Monthly budgets per team, from the TOML file named by AIYIELD_BUDGETS (read and validated at start-up).
+    budgets: Budgets = field(default_factory=Budgets)
+    #: Cardinality guard: distinct teams / tools / models before new names are folded into `other`.
+    caps: Caps = field(default_factory=Caps)
 
     @property
     def events_topic(self) -> str:
@@ -148,6 +154,18 @@ class Settings:
             kw["team_attributes"] = tuple(a.strip() for a in get("TEAM_ATTRIBUTES").split(",") if a.strip())
         if get("OTLP_LOG_TOKENS"):
             kw["otlp_log_tokens"] = get("OTLP_LOG_TOKENS").lower() in ("1", "true", "yes", "on")
+        if get("BUDGETS"):
+            try:
+                kw["budgets"] = Budgets.load(get("BUDGETS"))
+            except BudgetError as exc:
+                raise SettingsError(f"AIYIELD_BUDGETS: {exc}") from None
+        caps = {}
+        for label in ("TEAMS", "TOOLS", "MODELS"):
+            number(f"MAX_{label}", int, 1)
+            if f"max_{label.lower()}" in kw:
+                caps[label.lower()[:-1]] = kw.pop(f"max_{label.lower()}")
+        if caps:
+            kw["caps"] = Caps(**caps)
         if get("STATE_FILE"):
             kw["state_file"] = Path(get("STATE_FILE"))
         return cls(**kw)
