@@ -97,7 +97,8 @@ def exporter(
 
     _logging(log_level)
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
-    serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps)
+    serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps,
+          waste_grace=settings.waste_grace_seconds)
     console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
     _terminate_on_sigterm()
     try:

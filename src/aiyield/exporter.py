@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 class AiyieldCollector(Collector):
     def __init__(
         self, client: redis.Redis, clock: Callable[[], float] = time.time, errors: Counter | None = None,
-        budgets: Budgets = Budgets(), caps: Caps = Caps(),
+        budgets: Budgets = Budgets(), caps: Caps = Caps(), waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
     ) -> None:
         self.client = client
         self.clock = clock
         self.errors = errors
         self.budgets = budgets
         self.caps = caps
+        self.waste_grace = waste_grace
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -46,10 +47,12 @@ class AiyieldCollector(Collector):
             if self.errors is not None:
                 self.errors.inc()
             raise
-        yield from metric_families(fold(snap, self.caps), self.budgets)
+        yield from metric_families(fold(snap, self.caps), self.budgets, self.waste_grace)
 
 
-def metric_families(snap: Snapshot, budgets: Budgets = Budgets()) -> Iterable[Metric]:
+def metric_families(
+    snap: Snapshot, budgets: Budgets = Budgets(), waste_grace: float = finance.DEFAULT_GRACE_SECONDS
+) -> Iterable[Metric]:
     spend = GaugeMetricFamily(
         "aiyield_spend_usd", "AI spend in USD over the window, by event time.", labels=["team", "tool", "model", "window"]
     )
@@ -114,7 +117,7 @@ def metric_families(snap: Snapshot, budgets: Budgets = Budgets()) -> Iterable[Me
         for (label,), amount in snap.series(window, Measure.OVERFLOW):
             overflow.add_metric([label, window], amount)
     yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested, overflow)
-    yield from finance_families(snap, budgets)
+    yield from finance_families(snap, budgets, waste_grace)
 
     events = CounterMetricFamily("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"])
     for (event_type, outcome), n in sorted(snap.events_total.items()):
@@ -129,7 +132,7 @@ def metric_families(snap: Snapshot, budgets: Budgets = Budgets()) -> Iterable[Me
     yield last
 
 
-def finance_families(snap: Snapshot, budgets: Budgets) -> Iterable[Metric]:
+def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Metric]:
     """Budgets, month to date, forecast, burn rate, spike score and waste signals (see core/finance.py)."""
     budget = GaugeMetricFamily("aiyield_budget_usd", "Monthly AI budget in USD (AIYIELD_BUDGETS).", labels=["team"])
     month = GaugeMetricFamily(
@@ -168,28 +171,30 @@ def finance_families(snap: Snapshot, budgets: Budgets) -> Iterable[Metric]:
         if rate is not None:
             burn.add_metric([team], rate)
         spike.add_metric([team], finance.spike_score(fig, now))
-        for reading in finance.waste(fig, now):
+        for reading in finance.waste(fig, now, waste_grace):
             signal.add_metric([team, reading.signal], 1.0 if reading.flagged else 0.0)
             score.add_metric([team, reading.signal], reading.score)
     yield from (budget, month, forecast, burn, spike, signal, score)
 
 
 def build_registry(
-    redis_url: str, clock: Callable[[], float] = time.time, budgets: Budgets = Budgets(), caps: Caps = Caps()
+    redis_url: str, clock: Callable[[], float] = time.time, budgets: Budgets = Budgets(), caps: Caps = Caps(),
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     errors = Counter(
         "aiyield_exporter_scrape_errors", "Scrapes that failed because Redis could not be read.", registry=registry
     )
     client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    registry.register(AiyieldCollector(client, clock, errors, budgets, caps))
+    registry.register(AiyieldCollector(client, clock, errors, budgets, caps, waste_grace))
     return registry
 
 
 def serve(
-    redis_url: str, port: int, host: str = "0.0.0.0", budgets: Budgets = Budgets(), caps: Caps = Caps()
+    redis_url: str, port: int, host: str = "0.0.0.0", budgets: Budgets = Budgets(), caps: Caps = Caps(),
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
 ) -> tuple[object, threading.Thread]:
     """Serve /metrics on a background thread; returns (server, thread) so callers can shut it down."""
     from prometheus_client import start_http_server
 
-    return start_http_server(port, addr=host, registry=build_registry(redis_url, budgets=budgets, caps=caps))
+    return start_http_server(port, addr=host, registry=build_registry(redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace))

@@ -33,8 +33,10 @@ LABELS: dict[str, tuple[str, ...]] = {
     Measure.OVERFLOW: ("label",),
 }
 
-#: The hourly-bucket window the spike and waste baselines read bucket by bucket.
+#: The hourly-bucket window the spike and waste baselines read bucket by bucket; the minute-bucket window that dates
+#: teams younger than an hour; the daily history.
 HOURLY = "7d"
+MINUTES = "1h"
 DAILY = "days"
 
 
@@ -146,12 +148,20 @@ class Snapshot:
         """Every known team's inputs to the spike score and the waste signals."""
         hourly_spend = self._bucket_by_team(HOURLY, Measure.SPEND, SCALE[Measure.SPEND])
         hourly_credit = self._bucket_by_team(HOURLY, Measure.CREDIT, SCALE[Measure.CREDIT])
-        first: dict[str, int] = {}
-        for start, amounts in self.buckets.get(HOURLY, {}).items():
-            for name in amounts:
-                team = split_series(name)[1][0] if split_series(name)[0] != Measure.OVERFLOW else None
-                if team is not None and (team not in first or start < first[team]):
-                    first[team] = start
+        def first_active(window: str) -> dict[str, int]:
+            first: dict[str, int] = {}
+            for start, amounts in self.buckets.get(window, {}).items():
+                for name in amounts:
+                    measure, labels = split_series(name)
+                    if measure != Measure.OVERFLOW and labels and (labels[0] not in first or start < first[labels[0]]):
+                        first[labels[0]] = start
+            return first
+
+        first = first_active(HOURLY)
+        first_minute = first_active(MINUTES)
+        # Teams first seen in this or the previous clock hour are dated by their first active minute of the last hour:
+        # never older than they are (an hour bucket starts before its first event), at worst younger (more grace).
+        young_since = int(self.now // 3600) * 3600 - 3600
 
         def total(window: str, measure: str, scale: float = 1.0) -> dict[str, float]:
             return {t: v / scale for t, v in self.by_team(window, measure).items()}
@@ -187,6 +197,7 @@ class Snapshot:
                 ai_lines_7d=lines_7d.get(team, 0.0),
                 ai_lines_tasks_7d=lt_7d.get(team, 0.0),
                 first_hour=first.get(team),
+                first_minute=first_minute.get(team) if first.get(team, young_since) >= young_since else None,
             )
             for team in sorted(self.teams)
         }
@@ -284,7 +295,7 @@ def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
     i = 0
     for window in plan:
         sums: dict[str, int] = defaultdict(int)
-        keep = window in (HOURLY, DAILY)
+        keep = window in (HOURLY, MINUTES, DAILY)
         if keep:
             snap.buckets[window] = {}
         for start in window_buckets(window, now):

@@ -73,6 +73,8 @@ class Settings:
     budgets: Budgets = field(default_factory=Budgets)
     #: Cardinality guard: distinct teams / tools / models before new names are folded into `other`.
     caps: Caps = field(default_factory=Caps)
+    #: A team that has never shipped is judged for usage without output once active this long (core/finance.py).
+    waste_grace_seconds: float = 900.0
 
     @property
     def events_topic(self) -> str:
@@ -137,6 +139,7 @@ class Settings:
         number("BATCH_MESSAGES", int, 1)
         number("BATCH_SECONDS", float, 0.001)
         number("PUBLISH_TIMEOUT_SECONDS", float, 0.1)
+        number("WASTE_GRACE_SECONDS", float, 0)
         if get("INGEST_TOKENS"):
             kw["ingest_tokens"] = tuple(t.strip() for t in get("INGEST_TOKENS").split(",") if t.strip())
         if get("PRODUCTION_ENVIRONMENTS"):

@@ -48,7 +48,8 @@ def snapshot() -> Snapshot:
     return Snapshot(
         now=NOW, sums=sums, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
         events_total={("token", "accepted"): 10, ("token", "invalid"): 1}, last_ts={"token": 1700000000.0},
-        buckets={"7d": hourly, "days": daily},
+        # growth has been spending for 20 minutes and never shipped: past the 15-minute grace.
+        buckets={"7d": hourly, "days": daily, "1h": {int(NOW - 1200) // 60 * 60: {series(Measure.SPEND, "growth", "codex", "gpt-5"): 1}}},
     )
 
 

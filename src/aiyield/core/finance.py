@@ -202,6 +202,13 @@ class TeamFigures:
     ai_lines_tasks_7d: float = 0.0
     #: Hour start of the team's first activity in the 7d window (None: none).
     first_hour: int | None = None
+    #: Start of the team's first active minute when that is within the last hour (a team younger than an hour).
+    first_minute: int | None = None
+
+    def age(self, now: float) -> float:
+        """Seconds since the team's first activity seen in the windows (0 when none)."""
+        first = self.first_minute if self.first_minute is not None else self.first_hour
+        return 0.0 if first is None else max(0.0, now - first)
 
 
 def _history_hours(fig: TeamFigures, now: float, before: float) -> list[int]:
@@ -261,6 +268,8 @@ class Signal:
 
 #: usage_without_output: flagged when spend is this many times what the team's output growth explains ...
 UNEXPLAINED_SPEND_RATIO = 3.0
+#: ... a team that has never shipped (no output baseline, no output yet) is judged once it has been active this
+#: long (AIYIELD_WASTE_GRACE_SECONDS): a team's first deployment takes a while after its first token ...
 #: ... and the last hour cost at least this much (USD).
 UNEXPLAINED_MIN_USD = 5.0
 #: unshipped_work: share of the last 24h's ended tasks (completed + abandoned) that did not ship ...
@@ -285,14 +294,18 @@ class WasteReading:
     flagged: bool
 
 
-def usage_without_output(fig: TeamFigures, now: float) -> WasteReading:
+DEFAULT_GRACE_SECONDS = 900.0
+
+
+def usage_without_output(fig: TeamFigures, now: float, grace: float = DEFAULT_GRACE_SECONDS) -> WasteReading:
     """Spend above the team's baseline that its output does not explain.
 
     spend_ratio = last hour's spend / baseline hourly spend (the spike score); output_ratio = last hour's normalized
     deployments / baseline hourly normalized deployments (when the team has no output baseline, its first output
     counts as following the spend: output_ratio = spend_ratio; no output: 0).
     score = spend_ratio / max(1, output_ratio): 1 when output rises with spend, 20 for 20x spend and no output.
-    Flagged when score >= 3 and the last hour cost at least 5 USD.
+    Flagged when score >= 3 and the last hour cost at least 5 USD; a team with no output at all (no baseline, none in
+    the last hour) only once it has been active for `grace` seconds (score reported, not flagged, before that).
     """
     base = baseline(fig, now)
     spend_ratio = fig.spend_1h / max(base.spend_per_hour, BASELINE_FLOOR_USD_PER_HOUR)
@@ -302,6 +315,8 @@ def usage_without_output(fig: TeamFigures, now: float) -> WasteReading:
         output_ratio = spend_ratio if fig.credit_1h > 0 else 0.0
     score = spend_ratio / max(1.0, output_ratio)
     flagged = score >= UNEXPLAINED_SPEND_RATIO and fig.spend_1h >= UNEXPLAINED_MIN_USD
+    if base.credit_per_hour == 0 and fig.credit_1h == 0 and fig.age(now) < grace:
+        flagged = False
     return WasteReading(Signal.USAGE_WITHOUT_OUTPUT, score, flagged)
 
 
@@ -345,6 +360,6 @@ def splitting(fig: TeamFigures, now: float) -> WasteReading:
     return WasteReading(Signal.SPLITTING, score, flagged)
 
 
-def waste(fig: TeamFigures, now: float) -> list[WasteReading]:
+def waste(fig: TeamFigures, now: float, grace: float = DEFAULT_GRACE_SECONDS) -> list[WasteReading]:
     """Every waste signal of one team, in `Signal.ALL` order."""
-    return [usage_without_output(fig, now), unshipped_work(fig), contested_claims(fig), splitting(fig, now)]
+    return [usage_without_output(fig, now, grace), unshipped_work(fig), contested_claims(fig), splitting(fig, now)]

@@ -160,10 +160,16 @@ def test_usage_without_output_flags_spend_that_output_does_not_follow():
 
 
 def test_usage_without_output_for_a_team_without_output_baseline():
-    new_shipper = TeamFigures(spend_1h=50.0, credit_1h=2.0)
+    new_shipper = TeamFigures(spend_1h=50.0, credit_1h=2.0, first_minute=int(NOW) - 60)
     assert finance.usage_without_output(new_shipper, NOW).score == pytest.approx(1.0)
-    never_ships = TeamFigures(spend_1h=50.0)
-    assert finance.usage_without_output(never_ships, NOW).flagged
+    # Never shipped: judged once active for the grace period (15 minutes by default), scored before that.
+    young = TeamFigures(spend_1h=50.0, first_minute=int(NOW) - 600)
+    assert finance.usage_without_output(young, NOW).score == 50.0 and not finance.usage_without_output(young, NOW).flagged
+    assert finance.usage_without_output(young, NOW, grace=300).flagged
+    older = TeamFigures(spend_1h=50.0, first_minute=int(NOW) - 1000)
+    assert finance.usage_without_output(older, NOW).flagged
+    # A team with an output baseline is judged at once (the grace is for teams that never shipped).
+    assert finance.usage_without_output(TeamFigures(spend_1h=200.0, **history(10.0, credit=1.0)), NOW, grace=1e9).flagged
 
 
 def test_unshipped_work():
