@@ -8,7 +8,7 @@ finance       spend by team, tool and model; month to date against budget and fo
 effectiveness normalized deployments, ship, abandon and retraction rates, contested claims, waste signals, spikes
 pipeline      for SREs: intake by outcome, invalid and duplicate ratios, freshness, scrape health, cardinality guard
 
-Every query reads only metrics the exporter serves (docs/METRICS.md), pins `window="$window"` on windowed metrics
+Every query reads only metrics the exporter serves (docs/FINANCE.md, "Metrics"), pins `window="$window"` on windowed metrics
 and honours `$team` (and `$tool` where the metric has a tool). tests/deploy/test_dashboards.py checks all of that,
 runs promtool over every expression, and checks that regenerating gives the committed files.
 """

@@ -34,7 +34,7 @@ CONTRACT_METRICS: dict[str, frozenset[str]] = {
     "aiyield_retracted_normalized_deployments": frozenset({"team", "reason", "window"}),
     "aiyield_contested_claims": frozenset({"team", "window"}),
 }
-#: Served by the exporter beyond the contract (docs/METRICS.md): dashboards and rules may use them too.
+#: Served by the exporter beyond the contract (docs/FINANCE.md, "Metrics"): dashboards and rules may use them too.
 EXTRA_METRICS: dict[str, frozenset[str]] = {
     "aiyield_budget_burn_rate": frozenset({"team"}),
     "aiyield_cardinality_overflow": frozenset({"label", "window"}),
