@@ -137,6 +137,9 @@ def test_only_the_team_whose_output_does_not_follow_its_spend_is_flagged(pipelin
                              env=env, capture_output=True, timeout=60)
         assert csv.stdout.decode().splitlines()[0] == (
             "month,team,tool,model,month_to_date_usd,forecast_usd,budget_usd,forecast_vs_budget")
+        table = subprocess.run([sys.executable, "-m", "aiyield", "report", "--month"],
+                               env={**env, "COLUMNS": "200"}, capture_output=True, timeout=60)
+        assert table.returncode == 0 and b"forecast usd" in table.stdout and b"burner" in table.stdout, table.stdout
         bad = tmp_path / "bad.toml"
         bad.write_text("[teams.x]\nmonthly_usd = -5\n")
         refused = subprocess.run([sys.executable, "-m", "aiyield", "report", "--month"],
