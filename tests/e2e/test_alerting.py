@@ -153,9 +153,10 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
     budgets = tmp_path / "budgets.toml"
     budgets.write_text("[teams.payments]\nmonthly_usd = 1\n\n[default]\nmonthly_usd = 1000000\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIYIELD_")}
-    # A 45 s grace before judging a team that never shipped (default 15 min): honest teams ship well within it.
+    # A 2-minute grace before judging a team that never shipped (default 15 min): honest teams ship well within it,
+    # even on a loaded machine where the join runs behind.
     env.update(XDG_STATE_HOME=str(tmp_path / "state"), AIYIELD_PSEUDONYM_KEY="e2e", AIYIELD_BUDGETS=str(budgets),
-               AIYIELD_WASTE_GRACE_SECONDS="45",
+               AIYIELD_WASTE_GRACE_SECONDS="120",
                COLUMNS="200")
 
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhook.url)))
@@ -183,7 +184,7 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
     ]
     api = f"http://127.0.0.1:{prom_port}/api/v1"
     try:
-        wait_for(lambda: webhook.firing("AiyieldWasteSignal"), 240, "a waste alert at the webhook", procs, logs)
+        wait_for(lambda: webhook.firing("AiyieldWasteSignal"), 400, "a waste alert at the webhook", procs, logs)
         waste = webhook.firing("AiyieldWasteSignal")
         assert {a["labels"]["team"] for a in waste} == {WASTEFUL}, waste
         assert {a["labels"]["signal"] for a in waste} == {"usage_without_output"}
@@ -212,7 +213,8 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
 
         # Honest teams are never flagged, now or at any point Prometheus saw.
         flagged = query(f'max_over_time(aiyield_waste_signal{{team=~"{"|".join(HONEST)}"}}[10m]) == 1')
-        assert flagged == [], flagged
+        first_output = query('min_over_time(timestamp(aiyield_normalized_deployments{window="1h"} > 0)[10m:2s])')
+        assert flagged == [], f"honest teams flagged: {flagged}; first output seen at: {first_output}"
 
         pending = [q for q in dashboard_queries() if not any(metric in q[2] for metric in KNOWN_EMPTY)]
         assert len(pending) > 30
