@@ -97,7 +97,8 @@ def exporter(
 
     _logging(log_level)
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
-    serve(settings.redis, settings.metrics_port)
+    serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps,
+          waste_grace=settings.waste_grace_seconds)
     console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
     _terminate_on_sigterm()
     try:
@@ -218,8 +219,8 @@ def _progress(sent: int, elapsed: float, reader) -> Table:
             snap = reader()
             accepted = sum(n for (_t, o), n in snap.events_total.items() if o == "accepted")
             rows = snap.team_summary("1h")
-            row += [f"{accepted:,}", f"${sum(r['spend_usd'] for r in rows):,.2f}",
-                    f"{sum(r['normalized_deployments'] for r in rows):,.1f}"]
+            row += [f"{accepted:,}", f"${sum(r.spend_usd for r in rows):,.2f}",
+                    f"{sum(r.normalized_deployments for r in rows):,.1f}"]
         except Exception as exc:  # noqa: BLE001 - progress display only; the pipeline is unaffected
             row += ["?", "?", f"({type(exc).__name__})"]
     table.add_row(*row)
@@ -230,8 +231,11 @@ def _progress(sent: int, elapsed: float, reader) -> Table:
 def report(
     window: str = typer.Option("24h", help="1h, 24h, 7d or 30d."),
     format: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+    month: bool = typer.Option(
+        False, "--month", help="Finance view: calendar month to date (UTC), forecast and budget, by team, tool and model."
+    ),
 ) -> None:
-    """Per-team spend, normalized deployments and cost per normalized deployment."""
+    """Per-team spend, normalized deployments and cost per normalized deployment; or, with --month, the finance view."""
     import redis
 
     from aiyield.core.windows import WINDOWS
@@ -241,29 +245,38 @@ def report(
         console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
         raise typer.Exit(2)
     settings = _require(_settings(), kafka=False)
-    rows = read_snapshot(redis.Redis.from_url(settings.redis), time.time()).team_summary(window)
-    if format is Format.json:
-        out.print_json(json.dumps({"window": window, "teams": rows}))
+    snap = read_snapshot(redis.Redis.from_url(settings.redis), time.time())
+    if month:
+        teams = snap.month(settings.budgets)
+        detail = snap.month(settings.budgets, by=("team", "tool", "model"))
+        _print_rows(format, "month", [*teams, *detail], {"month": teams[0].month if teams else None},
+                    f"aiyield — month to date ({teams[0].month if teams else 'no data'})")
         return
+    _print_rows(format, "window", snap.team_summary(window), {"window": window}, f"aiyield — last {window}")
+
+
+def _print_rows(format: Format, key: str, rows: list, meta: dict, title: str) -> None:
+    """Typed report rows (dataclasses) as JSON, CSV (one header from the row type) or a table."""
+    import dataclasses
+
+    dicts = [dataclasses.asdict(r) for r in rows]
+    if format is Format.json:
+        out.print_json(json.dumps({**meta, "rows" if key == "month" else "teams": dicts}))
+        return
+    names = [f.name for f in dataclasses.fields(type(rows[0]))] if rows else ["team"]
     if format is Format.csv:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["window", *(rows[0] if rows else ["team"])])
+        writer = csv.DictWriter(buffer, fieldnames=[key, *(n for n in names if n != key)])
         writer.writeheader()
-        for row in rows:
-            writer.writerow({"window": window, **{k: "" if v is None else v for k, v in row.items()}})
+        for d in dicts:
+            writer.writerow({key: meta[key], **{k: "" if v is None else v for k, v in d.items() if k != key}})
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=f"aiyield — last {window}")
-    for name in ("team", "spend (USD)", "normalized deployments", "USD per normalized deployment",
-                 "tasks completed", "tasks shipped", "tasks abandoned", "active developers"):
-        table.add_column(name, justify="left" if name == "team" else "right")
-    for r in rows:
-        cost = r["cost_per_normalized_deployment_usd"]
-        table.add_row(
-            r["team"], f"{r['spend_usd']:,.2f}", f"{r['normalized_deployments']:,.2f}",
-            "—" if cost is None else f"{cost:,.2f}", str(r["tasks_completed"]), str(r["tasks_shipped"]),
-            str(r["tasks_abandoned"]), str(r["active_developers"]),
-        )
+    table = Table(title=title)
+    for name in names:
+        table.add_column(name.replace("_", " "), justify="left" if name in ("team", "tool", "model", "month") else "right")
+    for d in dicts:
+        table.add_row(*("—" if d[n] is None else f"{d[n]:,.2f}" if isinstance(d[n], float) else str(d[n]) for n in names))
     if not rows:
         table.caption = "no data yet"
     out.print(table)

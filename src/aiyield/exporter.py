@@ -17,17 +17,27 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aiyield.core import finance
+from aiyield.core.cardinality import Caps
+from aiyield.core.finance import Budgets
+from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS
-from aiyield.readout import Snapshot, read_snapshot
+from aiyield.readout import Snapshot, fold, read_snapshot
 
 log = logging.getLogger(__name__)
 
 
 class AiyieldCollector(Collector):
-    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time, errors: Counter | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, clock: Callable[[], float] = time.time, errors: Counter | None = None,
+        budgets: Budgets = Budgets(), caps: Caps = Caps(), waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
+    ) -> None:
         self.client = client
         self.clock = clock
         self.errors = errors
+        self.budgets = budgets
+        self.caps = caps
+        self.waste_grace = waste_grace
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -37,10 +47,12 @@ class AiyieldCollector(Collector):
             if self.errors is not None:
                 self.errors.inc()
             raise
-        yield from metric_families(snap)
+        yield from metric_families(fold(snap, self.caps), self.budgets, self.waste_grace)
 
 
-def metric_families(snap: Snapshot) -> Iterable[Metric]:
+def metric_families(
+    snap: Snapshot, budgets: Budgets = Budgets(), waste_grace: float = finance.DEFAULT_GRACE_SECONDS
+) -> Iterable[Metric]:
     spend = GaugeMetricFamily(
         "aiyield_spend_usd", "AI spend in USD over the window, by event time.", labels=["team", "tool", "model", "window"]
     )
@@ -70,34 +82,42 @@ def metric_families(snap: Snapshot) -> Iterable[Metric]:
     )
     retracted = GaugeMetricFamily(
         "aiyield_retracted_normalized_deployments",
-        "Normalized deployments credited and then retracted by a rollback or a revert, at the retraction's time.",
+        "Normalized deployments credited and then retracted (rollback or revert) over the window, at the retraction's time.",
         labels=["team", "reason", "window"],
     )
     contested = GaugeMetricFamily(
         "aiyield_contested_claims",
-        "Tasks refused because every commit they claimed belonged to an earlier task.",
+        "Tasks refused over the window because every commit they claimed belonged to an earlier task.",
         labels=["team", "window"],
     )
+    overflow = GaugeMetricFamily(
+        "aiyield_cardinality_overflow",
+        "Events over the window whose team, tool or model was folded into `other` by the cardinality guard.",
+        labels=["label", "window"],
+    )
     for window in WINDOWS:
-        for (team, reason), amount in snap.series(window, "retracted"):
-            retracted.add_metric([team, reason, window], amount / SCALE["credit"])
-        for (team,), amount in snap.series(window, "contested"):
-            contested.add_metric([team, window], amount)
-        for (team, tool, model), amount in snap.series(window, "spend"):
-            spend.add_metric([team, tool, model, window], amount / SCALE["spend"])
-        for (team, tool, model, kind), amount in snap.series(window, "tokens"):
+        for (team, tool, model), amount in snap.series(window, Measure.SPEND):
+            spend.add_metric([team, tool, model, window], amount / SCALE[Measure.SPEND])
+        for (team, tool, model, kind), amount in snap.series(window, Measure.TOKENS):
             tokens.add_metric([team, tool, model, kind, window], amount)
-        for (team, tool, model), amount in snap.series(window, "unpriced"):
+        for (team, tool, model), amount in snap.series(window, Measure.UNPRICED):
             unpriced.add_metric([team, tool, model, window], amount)
-        for (team, tool, status), amount in snap.series(window, "tasks"):
+        for (team, tool, status), amount in snap.series(window, Measure.TASKS):
             tasks.add_metric([team, tool, status, window], amount)
         for row in snap.team_summary(window):
             # Every known team gets a value, zero included: "spend but no output" must be visible and alertable.
-            nd.add_metric([row["team"], window], row["normalized_deployments"])
-            if row["cost_per_normalized_deployment_usd"] is not None:
-                cpnd.add_metric([row["team"], window], row["cost_per_normalized_deployment_usd"])
-            devs.add_metric([row["team"], window], row["active_developers"])
-    yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested)
+            nd.add_metric([row.team, window], row.normalized_deployments)
+            if row.cost_per_normalized_deployment_usd is not None:
+                cpnd.add_metric([row.team, window], row.cost_per_normalized_deployment_usd)
+            devs.add_metric([row.team, window], row.active_developers)
+        for (team, reason), amount in snap.series(window, Measure.RETRACTED):
+            retracted.add_metric([team, reason, window], amount / SCALE[Measure.RETRACTED])
+        for (team,), amount in snap.series(window, Measure.CONTESTED):
+            contested.add_metric([team, window], amount)
+        for (label,), amount in snap.series(window, Measure.OVERFLOW):
+            overflow.add_metric([label, window], amount)
+    yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested, overflow)
+    yield from finance_families(snap, budgets, waste_grace)
 
     events = CounterMetricFamily("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"])
     for (event_type, outcome), n in sorted(snap.events_total.items()):
@@ -112,18 +132,69 @@ def metric_families(snap: Snapshot) -> Iterable[Metric]:
     yield last
 
 
-def build_registry(redis_url: str, clock: Callable[[], float] = time.time) -> CollectorRegistry:
+def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Metric]:
+    """Budgets, month to date, forecast, burn rate, spike score and waste signals (see core/finance.py)."""
+    budget = GaugeMetricFamily("aiyield_budget_usd", "Monthly AI budget in USD (AIYIELD_BUDGETS).", labels=["team"])
+    month = GaugeMetricFamily(
+        "aiyield_month_spend_usd", "Spend in the current calendar month (UTC) to date, by event time.", labels=["team"]
+    )
+    forecast = GaugeMetricFamily(
+        "aiyield_month_forecast_usd",
+        "Forecast spend for the whole current calendar month (UTC): month to date + weekday-seasonal run rate.",
+        labels=["team"],
+    )
+    burn = GaugeMetricFamily(
+        "aiyield_budget_burn_rate",
+        "Last-24h spend / the daily spend that would use exactly the monthly budget (1 = on pace).",
+        labels=["team"],
+    )
+    spike = GaugeMetricFamily(
+        "aiyield_usage_spike_score",
+        "Last hour's spend / the team's usual spend for that hour (1 = usual). Growth, not waste by itself.",
+        labels=["team"],
+    )
+    signal = GaugeMetricFamily(
+        "aiyield_waste_signal", "1 when the waste signal is flagged for the team, else 0.", labels=["team", "signal"]
+    )
+    score = GaugeMetricFamily(
+        "aiyield_waste_score", "The number behind each waste signal (see docs/FINANCE.md).", labels=["team", "signal"]
+    )
+    now = snap.now
+    for row in snap.month(budgets):
+        month.add_metric([row.team], row.month_to_date_usd)
+        forecast.add_metric([row.team], row.forecast_usd)
+        if row.budget_usd is not None:
+            budget.add_metric([row.team], row.budget_usd)
+    spend_24h = {row.team: row.spend_usd for row in snap.team_summary("24h")}
+    for team, fig in snap.figures().items():
+        rate = finance.burn_rate(spend_24h.get(team, 0.0), budgets.for_team(team), now)
+        if rate is not None:
+            burn.add_metric([team], rate)
+        spike.add_metric([team], finance.spike_score(fig, now))
+        for reading in finance.waste(fig, now, waste_grace):
+            signal.add_metric([team, reading.signal], 1.0 if reading.flagged else 0.0)
+            score.add_metric([team, reading.signal], reading.score)
+    yield from (budget, month, forecast, burn, spike, signal, score)
+
+
+def build_registry(
+    redis_url: str, clock: Callable[[], float] = time.time, budgets: Budgets = Budgets(), caps: Caps = Caps(),
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     errors = Counter(
         "aiyield_exporter_scrape_errors", "Scrapes that failed because Redis could not be read.", registry=registry
     )
     client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    registry.register(AiyieldCollector(client, clock, errors))
+    registry.register(AiyieldCollector(client, clock, errors, budgets, caps, waste_grace))
     return registry
 
 
-def serve(redis_url: str, port: int, host: str = "0.0.0.0") -> tuple[object, threading.Thread]:
+def serve(
+    redis_url: str, port: int, host: str = "0.0.0.0", budgets: Budgets = Budgets(), caps: Caps = Caps(),
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
+) -> tuple[object, threading.Thread]:
     """Serve /metrics on a background thread; returns (server, thread) so callers can shut it down."""
     from prometheus_client import start_http_server
 
-    return start_http_server(port, addr=host, registry=build_registry(redis_url))
+    return start_http_server(port, addr=host, registry=build_registry(redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace))

@@ -1,7 +1,8 @@
 """Read the windows back out of Redis at a point in time: the one query behind `/metrics` and `aiyield report`.
 
 Reading at scrape time (rather than keeping gauges in a worker's memory) means any number of workers and exporters
-can run, and a restarted exporter shows the right values at once.
+can run, and a restarted exporter shows the right values at once. The finance and waste figures are computed here
+from the same read (pure functions in `core/finance.py`), so they need no state of their own.
 """
 
 from __future__ import annotations
@@ -11,8 +12,69 @@ from dataclasses import dataclass, field
 
 import redis
 
-from aiyield.core.windows import SCALE, SEP, WINDOWS, split_series, window_buckets
 from aiyield import keys
+from aiyield.core import finance
+from aiyield.core.cardinality import Caps, top_names
+from aiyield.core.finance import Budgets, TeamFigures
+from aiyield.core.measures import Measure
+from aiyield.core.windows import HISTORY, SCALE, SEP, WINDOWS, series, split_series, window_buckets
+
+#: Labels of each measure's series, in order: which positions a team, tool or model occupies.
+LABELS: dict[str, tuple[str, ...]] = {
+    Measure.SPEND: ("team", "tool", "model"),
+    Measure.TOKENS: ("team", "tool", "model", "type"),
+    Measure.UNPRICED: ("team", "tool", "model"),
+    Measure.TASKS: ("team", "tool", "status"),
+    Measure.CREDIT: ("team",),
+    Measure.RETRACTED: ("team", "reason"),
+    Measure.CONTESTED: ("team",),
+    Measure.AI_LINES: ("team", "tool"),
+    Measure.AI_LINES_TASKS: ("team", "tool"),
+    Measure.OVERFLOW: ("label",),
+}
+
+#: The hourly-bucket window the spike and waste baselines read bucket by bucket; the minute-bucket window that dates
+#: teams younger than an hour; the daily history.
+HOURLY = "7d"
+MINUTES = "1h"
+DAILY = "days"
+
+
+def usd(amount: int) -> float:
+    return amount / SCALE[Measure.SPEND]
+
+
+def nd(amount: int) -> float:
+    return amount / SCALE[Measure.CREDIT]
+
+
+@dataclass(frozen=True)
+class TeamRow:
+    """One team over one window: `aiyield report` rows and the exporter's per-team gauges."""
+
+    team: str
+    spend_usd: float
+    normalized_deployments: float
+    cost_per_normalized_deployment_usd: float | None
+    tasks_completed: int
+    tasks_shipped: int
+    tasks_abandoned: int
+    active_developers: int
+
+
+@dataclass(frozen=True)
+class MonthRow:
+    """Calendar month to date (UTC) for one team, or one (team, tool, model) when `tool`/`model` are set."""
+
+    team: str
+    tool: str | None
+    model: str | None
+    month: str
+    month_to_date_usd: float
+    forecast_usd: float
+    budget_usd: float | None
+    #: forecast / budget (None without a budget)
+    forecast_vs_budget: float | None
 
 
 @dataclass
@@ -25,6 +87,8 @@ class Snapshot:
     teams: set[str] = field(default_factory=set)
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
+    #: window -> bucket start -> series -> amount, for the windows read bucket by bucket (HOURLY and DAILY)
+    buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
 
     def series(self, window: str, measure: str) -> list[tuple[list[str], int]]:
         out = []
@@ -40,40 +104,188 @@ class Snapshot:
             totals[labels[0]] += amount
         return totals
 
-    def team_summary(self, window: str) -> list[dict]:
+    def team_summary(self, window: str) -> list[TeamRow]:
         """Per team: spend, normalized deployments, cost per normalized deployment (None when there are none)."""
-        spend = self.by_team(window, "spend")
-        credit = self.by_team(window, "credit")
-        tasks = defaultdict(lambda: defaultdict(int))
-        for (team, _tool, status), n in self.series(window, "tasks"):
+        spend = self.by_team(window, Measure.SPEND)
+        credit = self.by_team(window, Measure.CREDIT)
+        tasks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for (team, _tool, status), n in self.series(window, Measure.TASKS):
             tasks[team][status] += n
         rows = []
         for team in sorted(self.teams):
-            usd = spend.get(team, 0) / SCALE["spend"]
-            nd = credit.get(team, 0) / SCALE["credit"]
+            dollars = usd(spend.get(team, 0))
+            deployments = nd(credit.get(team, 0))
             rows.append(
-                {
-                    "team": team,
-                    "spend_usd": usd,
-                    "normalized_deployments": nd,
-                    "cost_per_normalized_deployment_usd": usd / nd if nd > 0 else None,
-                    "tasks_completed": tasks[team]["completed"],
-                    "tasks_shipped": tasks[team]["shipped"],
-                    "tasks_abandoned": tasks[team]["abandoned"],
-                    "active_developers": self.developers.get(window, {}).get(team, 0),
-                }
+                TeamRow(
+                    team=team,
+                    spend_usd=dollars,
+                    normalized_deployments=deployments,
+                    cost_per_normalized_deployment_usd=dollars / deployments if deployments > 0 else None,
+                    tasks_completed=tasks[team]["completed"],
+                    tasks_shipped=tasks[team]["shipped"],
+                    tasks_abandoned=tasks[team]["abandoned"],
+                    active_developers=self.developers.get(window, {}).get(team, 0),
+                )
             )
         return rows
+
+    # ------------------------------------------------------------------------------------------ finance and waste
+
+    def _bucket_by_team(self, window: str, measure: str, scale: float = 1.0) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for start, amounts in self.buckets.get(window, {}).items():
+            for name, amount in amounts.items():
+                m, labels = split_series(name)
+                if m == measure:
+                    out[labels[0]][start] += amount / scale
+        return out
+
+    def daily_spend(self) -> dict[str, dict[int, float]]:
+        """team -> UTC day start -> USD (42 days)."""
+        return self._bucket_by_team(DAILY, Measure.SPEND, SCALE[Measure.SPEND])
+
+    def figures(self) -> dict[str, TeamFigures]:
+        """Every known team's inputs to the spike score and the waste signals."""
+        hourly_spend = self._bucket_by_team(HOURLY, Measure.SPEND, SCALE[Measure.SPEND])
+        hourly_credit = self._bucket_by_team(HOURLY, Measure.CREDIT, SCALE[Measure.CREDIT])
+        def first_active(window: str) -> dict[str, int]:
+            first: dict[str, int] = {}
+            for start, amounts in self.buckets.get(window, {}).items():
+                for name in amounts:
+                    measure, labels = split_series(name)
+                    if measure != Measure.OVERFLOW and labels and (labels[0] not in first or start < first[labels[0]]):
+                        first[labels[0]] = start
+            return first
+
+        first = first_active(HOURLY)
+        first_minute = first_active(MINUTES)
+        # Teams first seen in this or the previous clock hour are dated by their first active minute of the last hour:
+        # never older than they are (an hour bucket starts before its first event), at worst younger (more grace).
+        young_since = int(self.now // 3600) * 3600 - 3600
+
+        def total(window: str, measure: str, scale: float = 1.0) -> dict[str, float]:
+            return {t: v / scale for t, v in self.by_team(window, measure).items()}
+
+        def status(window: str, wanted: str) -> dict[str, float]:
+            out: dict[str, float] = defaultdict(float)
+            for (team, _tool, s), n in self.series(window, Measure.TASKS):
+                if s == wanted:
+                    out[team] += n
+            return out
+
+        spend_1h, spend_24h = total("1h", Measure.SPEND, SCALE[Measure.SPEND]), total("24h", Measure.SPEND, SCALE[Measure.SPEND])
+        credit_1h = total("1h", Measure.CREDIT, SCALE[Measure.CREDIT])
+        completed_24h, shipped_24h, abandoned_24h = (status("24h", s) for s in ("completed", "shipped", "abandoned"))
+        completed_7d = status("7d", "completed")
+        contested_24h = total("24h", Measure.CONTESTED)
+        lines_24h, lines_7d = total("24h", Measure.AI_LINES), total("7d", Measure.AI_LINES)
+        lt_24h, lt_7d = total("24h", Measure.AI_LINES_TASKS), total("7d", Measure.AI_LINES_TASKS)
+        return {
+            team: TeamFigures(
+                spend_1h=spend_1h.get(team, 0.0),
+                spend_24h=spend_24h.get(team, 0.0),
+                credit_1h=credit_1h.get(team, 0.0),
+                hourly_spend=dict(hourly_spend.get(team, {})),
+                hourly_credit=dict(hourly_credit.get(team, {})),
+                completed_24h=completed_24h.get(team, 0.0),
+                shipped_24h=shipped_24h.get(team, 0.0),
+                abandoned_24h=abandoned_24h.get(team, 0.0),
+                contested_24h=contested_24h.get(team, 0.0),
+                ai_lines_24h=lines_24h.get(team, 0.0),
+                ai_lines_tasks_24h=lt_24h.get(team, 0.0),
+                completed_7d=completed_7d.get(team, 0.0),
+                ai_lines_7d=lines_7d.get(team, 0.0),
+                ai_lines_tasks_7d=lt_7d.get(team, 0.0),
+                first_hour=first.get(team),
+                first_minute=first_minute.get(team) if first.get(team, young_since) >= young_since else None,
+            )
+            for team in sorted(self.teams)
+        }
+
+    def month(self, budgets: Budgets, by: tuple[str, ...] = ()) -> list[MonthRow]:
+        """The finance view: month to date, forecast and budget per team (and per tool and model with `by`).
+
+        Budgets are per team; a (team, tool, model) row carries no budget. Teams with a budget but no spend yet
+        are listed with zeros, so finance sees every budget.
+        """
+        start, _end = finance.month_bounds(self.now)
+        label = finance.month_label(start)
+        rows = []
+        if by:
+            daily: dict[tuple[str, ...], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+            for day, amounts in self.buckets.get(DAILY, {}).items():
+                for name, amount in amounts.items():
+                    m, labels = split_series(name)
+                    if m == Measure.SPEND:
+                        daily[tuple(labels[:3])][day] += usd(amount)
+            for (team, tool, model), days in sorted(daily.items()):
+                f = finance.forecast_month(days, self.now)
+                rows.append(MonthRow(team, tool, model, label, f.month_to_date, f.forecast, None, None))
+            return rows
+        daily_team = self.daily_spend()
+        for team in sorted(self.teams | set(budgets.teams)):
+            f = finance.forecast_month(daily_team.get(team, {}), self.now)
+            budget = budgets.for_team(team)
+            ratio = f.forecast / budget if budget else None
+            rows.append(MonthRow(team, None, None, label, f.month_to_date, f.forecast, budget, ratio))
+        return rows
+
+
+def fold(snap: Snapshot, caps: Caps) -> Snapshot:
+    """Read-time cardinality guard: beyond `caps`, the least active teams/tools/models are shown as `other`.
+
+    Activity is 30d spend plus tasks; the ingest-time guard (`core/cardinality.admit`) keeps Redis bounded, this one
+    keeps Prometheus bounded whatever is already stored. Developers of folded teams are summed (an upper bound).
+    """
+    weights: dict[str, dict[str, float]] = {label: defaultdict(float) for label in ("team", "tool", "model")}
+    for team in snap.teams:
+        weights["team"][team] += 0
+    for window_sums in snap.sums.values():
+        for name, amount in window_sums.items():
+            m, labels = split_series(name)
+            for label, value in zip(LABELS.get(m, ()), labels):
+                if label in weights:
+                    weights[label][value] += amount if m == Measure.SPEND else 0
+    renames = {label: top_names(w, caps.of(label)) for label, w in weights.items()}
+    if all(all(k == v for k, v in r.items()) for r in renames.values()):
+        return snap
+
+    def rename(name: str) -> str:
+        m, labels = split_series(name)
+        for i, label in enumerate(LABELS.get(m, ())):
+            if label in renames and i < len(labels):
+                labels[i] = renames[label].get(labels[i], labels[i])
+        return series(m, *labels)
+
+    def refold(sums: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for name, amount in sums.items():
+            out[rename(name)] += amount
+        return dict(out)
+
+    developers = {}
+    for window, by_team in snap.developers.items():
+        merged: dict[str, int] = defaultdict(int)
+        for team, n in by_team.items():
+            merged[renames["team"].get(team, team)] += n
+        developers[window] = dict(merged)
+    return Snapshot(
+        now=snap.now,
+        sums={w: refold(s) for w, s in snap.sums.items()},
+        developers=developers,
+        teams={renames["team"].get(t, t) for t in snap.teams},
+        events_total=snap.events_total,
+        last_ts=snap.last_ts,
+        buckets={w: {start: refold(s) for start, s in b.items()} for w, b in snap.buckets.items()},
+    )
 
 
 def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
     snap = Snapshot(now=now)
     pipe = client.pipeline(transaction=False)
-    plan = []
-    for window in WINDOWS:
-        starts = window_buckets(window, now)
-        plan.append(window)
-        for start in starts:
+    plan = [*WINDOWS, *HISTORY]
+    for window in plan:
+        for start in window_buckets(window, now):
             pipe.hgetall(keys.window(window, start))
     pipe.smembers(keys.TEAMS)
     pipe.hgetall(keys.EVENTS_TOTAL)
@@ -83,11 +295,18 @@ def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
     i = 0
     for window in plan:
         sums: dict[str, int] = defaultdict(int)
-        for _ in window_buckets(window, now):
-            for name, amount in results[i].items():
-                sums[name.decode()] += int(amount)
+        keep = window in (HOURLY, MINUTES, DAILY)
+        if keep:
+            snap.buckets[window] = {}
+        for start in window_buckets(window, now):
+            bucket = {name.decode(): int(amount) for name, amount in results[i].items()}
+            for name, amount in bucket.items():
+                sums[name] += amount
+            if keep and bucket:
+                snap.buckets[window][start] = bucket
             i += 1
-        snap.sums[window] = dict(sums)
+        if window in WINDOWS:
+            snap.sums[window] = dict(sums)
     snap.teams = {t.decode() for t in results[i]}
     snap.events_total = {tuple(k.decode().split(SEP)): int(v) for k, v in results[i + 1].items()}  # type: ignore[misc]
     snap.last_ts = {member.decode(): score for member, score in results[i + 2]}

@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
+from aiyield.core.cardinality import Caps
 from aiyield.core.crediting import Policy
+from aiyield.core.finance import BudgetError, Budgets
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS, parse_trailers
 
 EVENTS_TOPIC = "aiyield.events"
@@ -74,6 +76,12 @@ class Settings:
     publish_timeout_seconds: float = 30.0
     #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
     namespace: str = ""
+    #: Monthly budgets per team, from the TOML file named by AIYIELD_BUDGETS (read and validated at start-up).
+    budgets: Budgets = field(default_factory=Budgets)
+    #: Cardinality guard: distinct teams / tools / models before new names are folded into `other`.
+    caps: Caps = field(default_factory=Caps)
+    #: A team that has never shipped is judged for usage without output once active this long (core/finance.py).
+    waste_grace_seconds: float = 900.0
 
     @property
     def events_topic(self) -> str:
@@ -146,6 +154,7 @@ class Settings:
         number("READY_CACHE_SECONDS", float, 0)
         if get("ALLOW_ANONYMOUS"):
             kw["allow_anonymous"] = _boolean("ALLOW_ANONYMOUS", get("ALLOW_ANONYMOUS"))
+        number("WASTE_GRACE_SECONDS", float, 0)
         if get("INGEST_TOKENS"):
             kw["ingest_tokens"] = tuple(t.strip() for t in get("INGEST_TOKENS").split(",") if t.strip())
         if get("PRODUCTION_ENVIRONMENTS"):
@@ -160,6 +169,18 @@ class Settings:
             kw["team_attributes"] = tuple(a.strip() for a in get("TEAM_ATTRIBUTES").split(",") if a.strip())
         if get("OTLP_LOG_TOKENS"):
             kw["otlp_log_tokens"] = get("OTLP_LOG_TOKENS").lower() in ("1", "true", "yes", "on")
+        if get("BUDGETS"):
+            try:
+                kw["budgets"] = Budgets.load(get("BUDGETS"))
+            except BudgetError as exc:
+                raise SettingsError(f"AIYIELD_BUDGETS: {exc}") from None
+        caps = {}
+        for label in ("TEAMS", "TOOLS", "MODELS"):
+            number(f"MAX_{label}", int, 1)
+            if f"max_{label.lower()}" in kw:
+                caps[label.lower()[:-1]] = kw.pop(f"max_{label.lower()}")
+        if caps:
+            kw["caps"] = Caps(**caps)
         return cls(**kw)
 
     def with_overrides(self, **changes) -> "Settings":

@@ -25,6 +25,8 @@ EXPECTED_ALERTS = {
     "AiyieldInvalidEventRatioHigh",
     "AiyieldUsageWithoutOutput",
     "AiyieldSpendSpike",
+    "AiyieldBudgetForecastOverrun",
+    "AiyieldWasteSignal",
 }
 
 

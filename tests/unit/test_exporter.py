@@ -2,38 +2,68 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
+from aiyield.core.cardinality import Caps
+from aiyield.core.finance import Budgets
+from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS, series
 from aiyield.exporter import metric_families
-from aiyield.readout import Snapshot
+from aiyield.readout import Snapshot, fold
+
+#: 2026-06-17 10:20 UTC, a Wednesday.
+NOW = 1_781_691_600.0
+EXPOSITION = Path(__file__).parent / "exporter_exposition.txt"
+BUDGETS = Budgets({"payments": 3000.0, "finance-only": 100.0})
 
 
 def snapshot() -> Snapshot:
     sums = {w: {} for w in WINDOWS}
     sums["1h"] = {
-        series("spend", "payments", "claude-code", "claude-sonnet-4"): 3 * SCALE["spend"] // 2,
-        series("tokens", "payments", "claude-code", "claude-sonnet-4", "input"): 1000,
-        series("tasks", "payments", "claude-code", "completed"): 2,
-        series("tasks", "payments", "claude-code", "shipped"): 1,
-        series("credit", "payments"): SCALE["credit"] // 2,
-        series("spend", "growth", "codex", "gpt-5"): 4 * SCALE["spend"],
+        series(Measure.SPEND, "payments", "claude-code", "claude-sonnet-4"): 3 * SCALE["spend"] // 2,
+        series(Measure.TOKENS, "payments", "claude-code", "claude-sonnet-4", "input"): 1000,
+        series(Measure.TASKS, "payments", "claude-code", "completed"): 2,
+        series(Measure.TASKS, "payments", "claude-code", "shipped"): 1,
+        series(Measure.CREDIT, "payments"): SCALE["credit"] // 2,
+        series(Measure.SPEND, "growth", "codex", "gpt-5"): 40 * SCALE["spend"],
+        series(Measure.UNPRICED, "growth", "codex", "mystery"): 3,
     }
+    sums["24h"] = {
+        **sums["1h"],
+        series(Measure.RETRACTED, "payments", "rollback"): SCALE["credit"] // 4,
+        series(Measure.RETRACTED, "payments", "revert"): SCALE["credit"],
+        series(Measure.CONTESTED, "growth"): 6,
+        series(Measure.TASKS, "growth", "codex", "abandoned"): 25,
+        series(Measure.OVERFLOW, "model"): 7,
+    }
+    hour = int(NOW // 3600) * 3600
+    day = int(NOW // 86400) * 86400
+    hourly = {hour - h * 3600: {series(Measure.SPEND, "payments", "claude-code", "claude-sonnet-4"): SCALE["spend"]}
+              for h in range(1, 24 * 7)}
+    daily = {day - d * 86400: {series(Measure.SPEND, "payments", "claude-code", "claude-sonnet-4"): 24 * SCALE["spend"]}
+             for d in range(0, 20)}
     return Snapshot(
-        now=0, sums=sums, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
+        now=NOW, sums=sums, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
         events_total={("token", "accepted"): 10, ("token", "invalid"): 1}, last_ts={"token": 1700000000.0},
+        # growth has been spending for 20 minutes and never shipped: past the 15-minute grace.
+        buckets={"7d": hourly, "days": daily, "1h": {int(NOW - 1200) // 60 * 60: {series(Measure.SPEND, "growth", "codex", "gpt-5"): 1}}},
     )
 
 
 class Fixed(Collector):
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
     def collect(self):
-        return metric_families(snapshot())
+        return metric_families(self.snap, BUDGETS)
 
 
-def registry() -> CollectorRegistry:
+def registry(snap: Snapshot | None = None) -> CollectorRegistry:
     r = CollectorRegistry(auto_describe=False)
-    r.register(Fixed())
+    r.register(Fixed(snap or snapshot()))
     return r
 
 
@@ -48,17 +78,47 @@ def test_values():
     assert r.get_sample_value("aiyield_tasks", {"team": "payments", "tool": "claude-code", "status": "shipped", "window": "1h"}) == 1
     assert r.get_sample_value("aiyield_events_total", {"type": "token", "outcome": "invalid"}) == 1
     assert r.get_sample_value("aiyield_active_developers", {"team": "payments", "window": "30d"}) == 3
+    assert r.get_sample_value("aiyield_retracted_normalized_deployments", {"team": "payments", "reason": "rollback", "window": "24h"}) == 0.25
+    assert r.get_sample_value("aiyield_contested_claims", {"team": "growth", "window": "24h"}) == 6
 
 
-def test_exposition_text():
+def test_finance_values():
+    r = registry()
+    assert r.get_sample_value("aiyield_budget_usd", {"team": "payments"}) == 3000
+    assert r.get_sample_value("aiyield_budget_usd", {"team": "finance-only"}) == 100
+    assert r.get_sample_value("aiyield_budget_usd", {"team": "growth"}) is None  # no budget, no default
+    # June 1..17 at 24 USD a day; the rest of today and 13 more days at 24 a day.
+    assert r.get_sample_value("aiyield_month_spend_usd", {"team": "payments"}) == 17 * 24
+    forecast = r.get_sample_value("aiyield_month_forecast_usd", {"team": "payments"})
+    assert abs(forecast - (17 * 24 + 24 * (1 - (10 * 3600 + 1200) / 86400) + 13 * 24)) < 1e-9
+    assert r.get_sample_value("aiyield_month_spend_usd", {"team": "finance-only"}) == 0
+    assert r.get_sample_value("aiyield_budget_burn_rate", {"team": "payments"}) == 1.5 / 100  # 1.5 USD in 24h / 100 a day
+    assert r.get_sample_value("aiyield_usage_spike_score", {"team": "payments"}) == 1.5
+    assert r.get_sample_value("aiyield_usage_spike_score", {"team": "growth"}) == 40  # no history: against 1 USD/h
+    assert r.get_sample_value("aiyield_waste_signal", {"team": "growth", "signal": "usage_without_output"}) == 1
+    assert r.get_sample_value("aiyield_waste_signal", {"team": "growth", "signal": "unshipped_work"}) == 1
+    assert r.get_sample_value("aiyield_waste_signal", {"team": "growth", "signal": "contested_claims"}) == 1
+    assert r.get_sample_value("aiyield_waste_signal", {"team": "payments", "signal": "usage_without_output"}) == 0
+
+
+def test_exposition_text_is_exactly_the_reviewed_one():
+    """The whole /metrics text for the fixed snapshot, byte for byte (tests/unit/exporter_exposition.txt)."""
     text = generate_latest(registry()).decode()
-    assert "# TYPE aiyield_events_total counter" in text
-    assert 'aiyield_events_total{outcome="accepted",type="token"} 10.0' in text
-    assert "# TYPE aiyield_spend_usd gauge" in text
-    assert 'aiyield_spend_usd{model="claude-sonnet-4",team="payments",tool="claude-code",window="1h"} 1.5' in text
-    assert 'aiyield_tokens{model="claude-sonnet-4",team="payments",tool="claude-code",type="input",window="1h"} 1000.0' in text
-    assert 'aiyield_last_event_timestamp_seconds{type="token"} 1.7e+09' in text
     assert "developer=" not in text and "user=" not in text
+    assert text == EXPOSITION.read_text(encoding="utf-8")
+
+
+def test_read_time_cardinality_guard_folds_the_least_active_names():
+    snap = snapshot()
+    for i in range(5):
+        snap.sums["1h"][series(Measure.SPEND, f"made-up-{i}", "t", "m")] = i
+        snap.teams.add(f"made-up-{i}")
+    folded = fold(snap, Caps(team=3))
+    r = registry(folded)
+    teams = {s.labels["team"] for m in r.collect() if m.name == "aiyield_spend_usd" for s in m.samples}
+    assert teams == {"payments", "growth", "made-up-4", "other"}
+    assert r.get_sample_value("aiyield_spend_usd", {"team": "other", "tool": "t", "model": "m", "window": "1h"}) == (0 + 1 + 2 + 3) / 1e9
+    assert fold(snapshot(), Caps()) is not None
 
 
 def test_a_failed_scrape_is_a_500_and_counted():

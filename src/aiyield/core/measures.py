@@ -6,10 +6,31 @@ contract's metric names. Pure: the worker calls these and writes the resulting `
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from aiyield.core.crediting import Delta
 from aiyield.core.events import Event, TaskEvent, TokenEvent
 from aiyield.core.pricing import PriceTable
 from aiyield.core.windows import SCALE, Rollup, series
+
+class Measure(StrEnum):
+    """The one owner of measure names: the first field of every stored series (`windows.series(measure, *labels)`).
+
+    Writers (this module, the lead's crediting measures) and readers (`readout`, `exporter`, `core/finance`) name
+    measures through this enum, never as string literals. Labels, in order, after each name.
+    """
+
+    SPEND = "spend"  # team, tool, model: USD in SCALE["spend"] fixed point
+    TOKENS = "tokens"  # team, tool, model, type
+    UNPRICED = "unpriced"  # team, tool, model: token events with no known price
+    TASKS = "tasks"  # team, tool, status (completed, abandoned, shipped)
+    CREDIT = "credit"  # team: normalized deployments in SCALE["credit"] fixed point
+    RETRACTED = "retracted"  # team, reason (rollback, revert): credits retracted, SCALE["retracted"] fixed point
+    CONTESTED = "contested"  # team: tasks refused because every commit they claimed was owned by an earlier task
+    AI_LINES = "ai_lines"  # team, tool: AI lines of completed tasks that reported them
+    AI_LINES_TASKS = "ai_lines_tasks"  # team, tool: completed tasks that reported ai_lines
+    OVERFLOW = "overflow"  # label, cap name: names folded into `other` by the cardinality guard
+
 
 TOKEN_TYPES = (
     ("input", "input_tokens"),
@@ -25,7 +46,7 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
     if isinstance(event, TokenEvent):
         labels = (event.team, event.tool, event.model)
         for kind, attr in TOKEN_TYPES:
-            amounts[series("tokens", *labels, kind)] = getattr(event, attr)
+            amounts[series(Measure.TOKENS, *labels, kind)] = getattr(event, attr)
         cost = event.cost_usd
         if cost is None:
             cost = prices.cost(
@@ -33,11 +54,15 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
             )
         if cost is None:
             # Unknown model: the spend is unknown, not zero. Counted so finance sees what the price table misses.
-            amounts[series("unpriced", *labels)] = 1
+            amounts[series(Measure.UNPRICED, *labels)] = 1
         else:
-            amounts[series("spend", *labels)] = round(cost * SCALE["spend"])
+            amounts[series(Measure.SPEND, *labels)] = round(cost * SCALE[Measure.SPEND])
     elif isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
-        amounts[series("tasks", event.team, event.tool, event.status)] = 1
+        amounts[series(Measure.TASKS, event.team, event.tool, event.status)] = 1
+        if event.status == "completed" and event.ai_lines is not None:
+            # Lines per task, for the `splitting` waste signal (first report of a task; later ones are not re-counted).
+            amounts[series(Measure.AI_LINES, event.team, event.tool)] = event.ai_lines
+            amounts[series(Measure.AI_LINES_TASKS, event.team, event.tool)] = 1
     if isinstance(event, (TokenEvent, TaskEvent)):
         rollup.teams.add(event.team)
         rollup.add(event.ts, now, amounts, event.team, event.developer)
@@ -49,10 +74,13 @@ def measure_delta(rollup: Rollup, delta: Delta, now: float) -> None:
     """Add one crediting change (output metrics) at its time: a credit or its retraction at the deployment's ts,
     a retraction counted at the rollback's or revert's ts, a contested claim at the refused task's ts."""
     if delta.kind == "credit":
-        amounts = {series("credit", delta.team): delta.amount, series("tasks", delta.team, delta.tool, "shipped"): delta.shipped}
+        amounts = {
+            series(Measure.CREDIT, delta.team): delta.amount,
+            series(Measure.TASKS, delta.team, delta.tool, "shipped"): delta.shipped,
+        }
     elif delta.kind == "retracted":
-        amounts = {series("retracted", delta.team, delta.reason): delta.amount}
+        amounts = {series(Measure.RETRACTED, delta.team, delta.reason): delta.amount}
     else:
-        amounts = {series("contested", delta.team): delta.amount}
+        amounts = {series(Measure.CONTESTED, delta.team): delta.amount}
     rollup.add(delta.ts, now, amounts)
     rollup.teams.add(delta.team)

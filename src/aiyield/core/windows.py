@@ -22,8 +22,19 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "30d": (30 * 86400, 43200),
 }
 
+#: Stored but never exported: one bucket per UTC day, long enough for a whole calendar month plus four complete
+#: weeks before it (month-to-date spend and the weekday-seasonal forecast, see `core/finance.py`). Day buckets start
+#: at UTC midnight, so a calendar month is a whole number of them.
+HISTORY: dict[str, tuple[int, int]] = {"days": (42 * 86400, 86400)}
+
+#: Only these measures are kept in the history windows (their other measures would only cost memory).
+HISTORY_MEASURES = frozenset({"spend"})
+
+#: Every window the store writes: the exported ones and the history.
+STORED: dict[str, tuple[int, int]] = {**WINDOWS, **HISTORY}
+
 #: Fixed-point scales of the measures stored as integers.
-SCALE = {"spend": 1_000_000_000, "credit": 1_000_000}
+SCALE = {"spend": 1_000_000_000, "credit": 1_000_000, "retracted": 1_000_000}
 
 SEP = "\x1f"
 
@@ -34,21 +45,21 @@ def bucket_start(ts: float, width: int) -> int:
 
 def window_buckets(window: str, now: float) -> list[int]:
     """Start times of the buckets that make up `window` at `now`, newest first."""
-    length, width = WINDOWS[window]
+    length, width = STORED[window]
     newest = bucket_start(now, width)
     return [newest - i * width for i in range(length // width)]
 
 
 def expires_at(window: str, start: int) -> int:
     """When a bucket can no longer be part of its window: the last `now` that includes it, plus one bucket of slack."""
-    length, width = WINDOWS[window]
+    length, width = STORED[window]
     return start + length + width
 
 
 def live_buckets(ts: float, now: float) -> list[tuple[str, int]]:
     """The (window, bucket) pairs an event at `ts` counts in; windows it has already aged out of are skipped."""
     out = []
-    for name, (_length, width) in WINDOWS.items():
+    for name, (_length, width) in STORED.items():
         start = bucket_start(ts, width)
         if expires_at(name, start) > now:
             out.append((name, start))
@@ -76,9 +87,12 @@ class Rollup:
         """Add one event's amounts (series -> amount) and, optionally, its developer to every window it counts in."""
         for key in live_buckets(ts, now):
             counters = self.counters[key]
+            history = key[0] in HISTORY
             for series_name, amount in amounts.items():
-                if amount:
+                if amount and (not history or series_name.split(SEP, 1)[0] in HISTORY_MEASURES):
                     counters[series_name] += amount
+            if history:
+                continue
             if developer is not None:
                 self.developers[(*key, team)].add(developer)
 

@@ -34,8 +34,18 @@ def test_an_event_counts_in_a_window_iff_its_bucket_is_read(age):
 
 
 def test_old_events_skip_windows_they_have_aged_out_of():
-    assert [w for w, _ in live_buckets(NOW - 2 * 3600, NOW)] == ["24h", "7d", "30d"]
-    assert live_buckets(NOW - 40 * 86400, NOW) == []
+    assert [w for w, _ in live_buckets(NOW - 2 * 3600, NOW)] == ["24h", "7d", "30d", "days"]
+    assert [w for w, _ in live_buckets(NOW - 40 * 86400, NOW)] == ["days"]
+    assert live_buckets(NOW - 44 * 86400, NOW) == []
+
+
+def test_day_buckets_hold_only_spend_and_start_at_utc_midnight():
+    r = Rollup()
+    r.add(NOW, NOW, {series("spend", "a", "b", "c"): 5, series("tasks", "a", "b", "completed"): 1}, "a", "px:1")
+    day = bucket_start(NOW, 86400)
+    assert day % 86400 == 0
+    assert r.counters[("days", day)] == {series("spend", "a", "b", "c"): 5}
+    assert not any(key[0] == "days" for key in r.developers)
 
 
 def test_expiry_is_after_the_last_read():
