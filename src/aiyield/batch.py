@@ -9,13 +9,19 @@ Each function returns a `store.Plan`: given the batch's fresh records it yields 
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
 from typing import Callable, Generator, Mapping
+
+import msgspec
 
 from aiyield import keys
 from aiyield.core import crediting
 from aiyield.core.crediting import Loaded, Need, Policy
-from aiyield.core.events import EVENT_TYPES, Event, TaskEvent
-from aiyield.core.measures import measure, measure_delta
+from aiyield.core.cardinality import LABELS, Caps, admit
+from aiyield.core.events import EVENT_TYPES, Event, TaskEvent, TokenEvent
+from aiyield.core.measures import Measure, measure, measure_delta
+from aiyield.core.windows import series
 from aiyield.core.pricing import PriceTable
 from aiyield.store import Consumed, Got, Plan, Read, Writes
 
@@ -31,19 +37,47 @@ def _status_key(event: Event) -> str | None:
     return None
 
 
-def ingest(decoded: Decoded, prices: PriceTable, now: float) -> Plan:
+def _labelled(event: Event) -> dict[str, str]:
+    """The guarded names an event carries: team and tool (token and task events), model (token events)."""
+    if isinstance(event, TokenEvent):
+        return {"team": event.team, "tool": event.tool, "model": event.model}
+    if isinstance(event, TaskEvent):
+        return {"team": event.team, "tool": event.tool}
+    return {}
+
+
+def guard(events: list[Event], got: Got, caps: Caps, writes: Writes, now: float) -> list[Event]:
+    """The cardinality guard at ingest: names beyond the caps become `other`; admitted names are stored with the
+    batch, folded occurrences counted in the `overflow` measure (see `core.cardinality`)."""
+    names: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        for label, name in _labelled(event).items():
+            names[label].append(name)
+    admission = admit({label: got.sets.get(keys.names(label), set()) for label in LABELS}, caps, names)
+    for label, admitted in admission.admitted.items():
+        writes.names.setdefault(keys.names(label), set()).update(admitted)
+    if admission.overflow:
+        writes.rollup.add(now, now, {series(Measure.OVERFLOW, label): n for label, n in admission.overflow.items()})
+    if not admission.rename:
+        return events
+    return [
+        msgspec.structs.replace(event, **{label: admission.name(label, name) for label, name in _labelled(event).items()})
+        for event in events
+    ]
+
+
+def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()) -> Plan:
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
         events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
-        wanted = []
-        for event in events:
-            wanted.append(keys.seen("event", event.id))
-            if (key := _status_key(event)) is not None:
-                wanted.append(key)
-        got = yield Read(keys=tuple(wanted))
+        # Identities as sent: dedup and "status counted once" must not depend on whether a name was folded.
+        ids = [keys.seen("event", e.id) for e in events]
+        statuses = [_status_key(e) for e in events]
+        wanted = ids + [key for key in statuses if key is not None]
+        got = yield Read(keys=tuple(wanted), sets=tuple(keys.names(label) for label in LABELS))
         writes = Writes()
+        events = guard(events, got, caps, writes, now)
         batch_seen: set[str] = set()
-        for event in events:
-            key = keys.seen("event", event.id)
+        for event, key, status_key in zip(events, ids, statuses):
             if got.values.get(key) is not None or key in batch_seen:
                 writes.count(event.type, "duplicate")
                 continue
@@ -51,7 +85,6 @@ def ingest(decoded: Decoded, prices: PriceTable, now: float) -> Plan:
             writes.seen.append(key)
             writes.count(event.type, "accepted")
             writes.saw(event.type, event.ts)
-            status_key = _status_key(event)
             if status_key is not None:
                 if got.values.get(status_key) is not None or status_key in batch_seen:
                     continue  # accepted, but this task's status was already counted
@@ -90,7 +123,7 @@ _KINDS: dict[str, tuple[Callable[..., str], type]] = {
 }
 
 
-def join(decoded: Decoded, policy: Policy, now: float) -> Plan:
+def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> Plan:
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
         events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
         steps = crediting.join(events, policy)
@@ -104,7 +137,20 @@ def join(decoded: Decoded, policy: Policy, now: float) -> Plan:
                 need = steps.send(_loaded(named, buckets, ranges, got))
         except StopIteration as done:
             result: crediting.Result = done.value
-        return _join_writes(result, policy, now)
+        writes = _join_writes(result, policy, now)
+        if result.deltas:
+            # Teams credited here pass the same guard as at ingest (whichever admits a name first, both see it).
+            got = yield Read(sets=(keys.TEAMS,))
+            teams = admit({"team": got.sets.get(keys.TEAMS, set())}, caps, {"team": [d.team for d in result.deltas]})
+            writes.names[keys.TEAMS] = set(teams.admitted.get("team", ()))
+            if teams.overflow:
+                writes.rollup.add(now, now, {series(Measure.OVERFLOW, "team"): teams.overflow["team"]})
+            deltas = [dataclasses.replace(d, team=teams.name("team", d.team)) for d in result.deltas]
+        else:
+            deltas = []
+        for delta in deltas:
+            measure_delta(writes.rollup, delta, now)
+        return writes
 
     return plan
 
@@ -142,6 +188,4 @@ def _join_writes(result: crediting.Result, policy: Policy, now: float) -> Writes
         newest = max(ts for ts, _sha in added)
         members = [(f"{sha}@{ts!r}".encode(), ts) for ts, sha in added]
         writes.members[keys.join_pushes(repo, branch)] = (members, expire(newest), newest - policy.horizon)
-    for delta in result.deltas:
-        measure_delta(writes.rollup, delta, now)
     return writes

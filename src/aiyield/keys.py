@@ -9,7 +9,8 @@ Layout (prefix `ay:`):
   seen:{digest}                        dedup marker of an event id (TTL: the dedup horizon)
   w:{window}:{bucket}                  hash: series -> integer amount (EXPIREAT when the bucket leaves its window)
   dev:{window}:{bucket}:{team}         HyperLogLog of pseudonymised developers
-  teams                                set of every team seen
+  teams                                set of every team seen (the cardinality guard's admitted teams)
+  names:{label}                        set of the tools / models admitted by the cardinality guard
   events_total                         hash: type<SEP>outcome -> count
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
   otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
@@ -54,6 +55,11 @@ def developers(name: str, bucket: int, team: str) -> str:
 
 
 TEAMS = f"{PREFIX}teams"
+
+
+def names(label: str) -> str:
+    """The names admitted by the cardinality guard for a label (`team`, `tool`, `model`); teams are `TEAMS`."""
+    return TEAMS if label == "team" else f"{PREFIX}names:{label}"
 EVENTS_TOTAL = f"{PREFIX}events_total"
 LAST_TS = f"{PREFIX}last_ts"
 

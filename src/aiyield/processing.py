@@ -56,6 +56,7 @@ class Processor:
         self.dlq_topic = settings.dlq_topic
         self.join_topic = settings.join_topic
         self.transient = _transport_errors()
+        self.caps = settings.caps
 
     async def ingest(self, records: Sequence[Consumed]) -> int:
         return await self._guarded(INGEST, records, self._ingest)
@@ -85,7 +86,7 @@ class Processor:
                 if crediting.is_relevant(event) and not self.policy.too_late(event.ts, arrival):
                     joins[crediting.partition_key(event)].append(event)  # type: ignore[arg-type]
         await self._publish_side_outputs(dead, joins)
-        return await self.store.transact(INGEST, records, batch.ingest(decoded, self.prices, now))
+        return await self.store.transact(INGEST, records, batch.ingest(decoded, self.prices, now, self.caps))
 
     async def _publish_side_outputs(self, dead: list[bytes], joins: dict[str, list[Event]]) -> None:
         # Built before retrying: only the transport is retried, a bug in building them is not.
@@ -111,7 +112,7 @@ class Processor:
             if bad:
                 raise InvalidEvent(f"unreadable join record: {bad[0].error.reason}")
             decoded[(record.partition, record.offset)] = good
-        return await self.store.transact(JOIN, records, batch.join(decoded, self.policy, time.time()))
+        return await self.store.transact(JOIN, records, batch.join(decoded, self.policy, time.time(), self.caps))
 
     async def _dead_letters(self, records: Sequence[Consumed]) -> int:
         letters = {(r.partition, r.offset): _read_letter(r) for r in records}

@@ -2,7 +2,8 @@
 
 Teams use different tools and models; AI tasks write commits that are pushed, deployed head-only to staging and
 production, sometimes rolled back; some task reports arrive after their deployment; and one team ("growth-lab")
-burns tokens and never ships, so every metric and the "usage without output" signal move. Pure and seeded: the
+burns tokens and never ships: its tasks are abandoned, or claim commits another team already owns (contested
+claims), so every metric and the waste signals move. Pure and seeded: the
 caller supplies the clock.
 """
 
@@ -28,6 +29,7 @@ class _Repo:
     pending: list[str] = field(default_factory=list)  # pushed, not yet deployed
     deploys: int = 0
     last_prod: str | None = None
+    recent: list[str] = field(default_factory=list)  # the last commits pushed, for claims by another team
 
 
 class Organisation:
@@ -53,7 +55,7 @@ class Organisation:
             team = self.rng.choice(teams)
             ts = now - self.rng.random()
             roll = self.rng.random()
-            if roll < 0.965 or team == "growth-lab" and roll < 0.995:
+            if roll < 0.965 or team == "growth-lab" and roll < 0.985:
                 out.append(self._token(team, ts))
             elif roll < 0.995:
                 out.extend(self._task(team, ts))
@@ -86,11 +88,18 @@ class Organisation:
         task_id = self._id("task")
         base = {"type": "task", "task_id": task_id, "team": team, "tool": tool, "developer": developer}
         started = {**base, "id": self._id("evt"), "ts": ts - 60, "status": "started"}
+        victim = self.repos["payments"]
+        if not ships and victim.recent and self.rng.random() < 0.2:
+            # Gaming: claim commits another team's tasks wrote (and own, having claimed them first).
+            claimed = self.rng.sample(victim.recent, min(2, len(victim.recent)))
+            return [started, {**base, "id": self._id("evt"), "ts": ts, "status": "completed", "repo": victim.name,
+                              "commits": claimed}]
         if not ships or self.rng.random() < 0.15:
             return [started, {**base, "id": self._id("evt"), "ts": ts, "status": "abandoned"}]
         commits = [self._sha() for _ in range(self.rng.randint(1, 3))]
         repo = self.repos[team]
         repo.pending.extend(commits)
+        repo.recent = (repo.recent + commits)[-50:]
         push = {"type": "push", "id": self._id("push"), "ts": ts, "repo": repo_name, "branch": "main", "commits": commits}
         done = {
             **base,

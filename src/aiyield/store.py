@@ -55,12 +55,14 @@ class Read:
     keys: tuple[str, ...] = ()
     fields: tuple[tuple[str, str], ...] = ()
     ranges: tuple[tuple[str, float, float], ...] = ()
+    sets: tuple[str, ...] = ()  # every member (small sets only)
 
 
 @dataclass
 class Got:
     values: dict[str, bytes | None] = field(default_factory=dict)
     fields: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
+    sets: dict[str, set[str]] = field(default_factory=dict)
     ranges: dict[tuple[str, float, float], list[bytes]] = field(default_factory=dict)
 
 
@@ -76,6 +78,8 @@ class Writes:
     values: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     #: (hash key, field) -> (value, expire at epoch seconds, for that field alone)
     fields: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
+    #: set key -> names to add
+    names: dict[str, set[str]] = field(default_factory=dict)
     #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
     members: dict[str, tuple[list[tuple[bytes, float]], int, float]] = field(default_factory=dict)
 
@@ -240,10 +244,13 @@ class RedisStore:
         hashes: dict[str, list[str]] = defaultdict(list)
         for key, name in dict.fromkeys(read.fields):
             hashes[key].append(name)
-        watch = wanted + list(hashes) + [key for key, _lo, _hi in ranged]
+        sets = list(dict.fromkeys(read.sets))
+        watch = wanted + list(hashes) + [key for key, _lo, _hi in ranged] + sets
         if not watch:
             return got
         await pipe.watch(*watch)
+        for key in sets:
+            got.sets[key] = {m.decode() for m in await pipe.smembers(key)}
         if wanted:
             got.values = dict(zip(wanted, await pipe.mget(wanted)))
         for key, names in hashes.items():
@@ -274,6 +281,9 @@ class RedisStore:
             await self._mark_seen(keys=writes.seen, args=[keys.DEDUP_SECONDS], client=pipe)
         if rollup.teams:
             pipe.sadd(keys.TEAMS, *rollup.teams)
+        for key, members in writes.names.items():
+            if members:
+                pipe.sadd(key, *members)
         for (event_type, outcome), n in writes.events_total.items():
             pipe.hincrby(keys.EVENTS_TOTAL, f"{event_type}{SEP}{outcome}", n)
         if writes.last_ts:
@@ -313,6 +323,7 @@ class MemoryStore:
         self.last_ts: dict[str, float] = {}
         self.values: dict[str, bytes] = {}
         self.fields: dict[tuple[str, str], bytes] = {}
+        self.names: dict[str, set[str]] = defaultdict(set)
         self.members: dict[str, dict[bytes, float]] = defaultdict(dict)
 
     async def close(self) -> None:
@@ -338,11 +349,12 @@ class MemoryStore:
     def _read(self, read: Read) -> Got:
         values = {k: (b"1" if k in self.seen else self.values.get(k)) for k in read.keys}
         fields = {f: self.fields.get(f) for f in read.fields}
+        sets = {k: set(self.teams if k == keys.TEAMS else self.names.get(k, ())) for k in read.sets}
         ranges = {
             (k, lo, hi): [m for m, score in sorted(self.members.get(k, {}).items(), key=lambda i: (i[1], i[0])) if lo <= score <= hi]
             for k, lo, hi in read.ranges
         }
-        return Got(values, fields, ranges)
+        return Got(values, fields, sets, ranges)
 
     def _write(self, writes: Writes) -> None:
         for (window, start), amounts in writes.rollup.counters.items():
@@ -352,6 +364,8 @@ class MemoryStore:
         for (window, start, team), developers in writes.rollup.developers.items():
             self.developers[keys.developers(window, start, team)] |= developers
         self.teams |= writes.rollup.teams
+        for key, members in writes.names.items():
+            (self.teams if key == keys.TEAMS else self.names[key]).update(members)
         self.seen.update(writes.seen)
         for key, n in writes.events_total.items():
             self.events_total[key] += n

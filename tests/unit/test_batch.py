@@ -23,8 +23,8 @@ def event(**fields) -> Event:
 
 
 def token(id: str, **fields) -> Event:
-    return event(type="token", id=id, team="pay", tool="cc", model="m", input_tokens=1, output_tokens=1,
-                 cost_usd=0.25, **fields)
+    return event(**{"type": "token", "id": id, "team": "pay", "tool": "cc", "model": "m", "input_tokens": 1,
+                    "output_tokens": 1, "cost_usd": 0.25, **fields})
 
 
 def task(id: str, task_id: str, status: str = "completed", **fields) -> Event:
@@ -92,3 +92,22 @@ def test_join_credits_once_and_writes_state_under_the_join_keys():
     assert keys.join_task("pay", "t") in store.values
     assert (keys.join_commits("shop"), sha("a")[:7]) in store.fields
     assert keys.join_deployment("shop", "d1") in store.values
+
+
+def test_names_beyond_the_caps_are_folded_into_other_and_counted():
+    from aiyield.core.cardinality import Caps
+
+    store = MemoryStore()
+    caps = Caps(team=2, tool=5, model=5)
+    flood = [token(f"f{i}", team=f"made-up-{i}") for i in range(5)]
+    consumed, decoded = records([token("a"), *flood])
+    asyncio.run(store.transact("ingest", consumed, batch.ingest(decoded, PRICES, NOW, caps)))
+    sums = store.window_sums("1h")
+    assert store.teams == {"pay", "made-up-0", "other"}
+    assert sums[series("spend", "other", "cc", "m")] == 4 * SCALE["spend"] // 4
+    assert sums[series("overflow", "team")] == 4
+    # A name once admitted stays; a new one still folds.
+    consumed, decoded = records([token("b", team="made-up-0"), token("c", team="made-up-9")], start=1)
+    asyncio.run(store.transact("ingest", consumed, batch.ingest(decoded, PRICES, NOW, caps)))
+    assert store.window_sums("1h")[series("spend", "made-up-0", "cc", "m")] == 2 * SCALE["spend"] // 4
+    assert store.window_sums("1h")[series("overflow", "team")] == 5
