@@ -114,30 +114,92 @@ def dead_letters(letters: Mapping[tuple[int, int], tuple[str, dict[str, int]]]) 
     return plan
 
 
-# Join state <-> keys. Each entity kind stored as a key of its own: its key builder and its stored type. Commit
-# buckets are fields of their repo's hash instead (`keys.join_commits`).
+# Join state <-> keys. Deployments and branches are keys of their own (key builder, stored type).
 _KINDS: dict[str, tuple[Callable[..., str], type]] = {
-    "tasks": (keys.join_task, crediting.TaskState),
     "deployments": (keys.join_deployment, crediting.DeploymentState),
     "branches": (keys.join_branch, crediting.BranchState),
 }
 
 
+class _Epochs:
+    """Where tasks and commit buckets live: the state that grows with pending work.
+
+    Each is a field of a hash of its *epoch* (its newest event time // half the horizon), and each hash expires as
+    a whole a horizon after its epoch ends: no per-key or per-field expiry to pay for (~60 bytes each). A lookup
+    reads the epochs that can still exist at `now`; an entity whose newest time moves to a later epoch is moved.
+    """
+
+    def __init__(self, policy: Policy, now: float) -> None:
+        self.length = policy.horizon / 2
+        self.horizon = policy.horizon
+        self.now = now
+        self.candidates = range(self.of(now - policy.horizon), self.of(now + self.length) + 1)
+        self.found: dict[tuple, int] = {}  # entity -> epoch it was read from
+
+    def of(self, ts: float) -> int:
+        return int(ts // self.length)
+
+    def expiry(self, epoch: int) -> int:
+        # Never less than an hour from now: state of old events (a replay) must outlive the batch that wrote it.
+        return max(int((epoch + 1) * self.length + self.horizon), int(self.now) + 3600)
+
+    @staticmethod
+    def field(kind: str, ref: tuple, epoch: int) -> tuple[str, str | bytes]:
+        if kind == "tasks":
+            return keys.join_task(*ref, epoch)
+        repo, prefix = ref
+        return keys.join_commits(repo, epoch), prefix
+
+    def reads(self, kind: str, refs) -> dict[tuple[str, str | bytes], tuple[tuple, int]]:
+        return {self.field(kind, ref, e): (ref, e) for ref in refs for e in self.candidates}
+
+    def load(self, kind: str, reads: dict, got: Got, into: dict, empty, stored: type) -> None:
+        latest: dict[tuple, tuple[int, bytes]] = {}
+        for field, (ref, epoch) in reads.items():
+            raw = got.fields.get(field)
+            if raw is not None and epoch >= latest.get(ref, (-1, b""))[0]:
+                latest[ref] = (epoch, raw)
+        for ref in {ref for ref, _e in reads.values()}:
+            if ref in latest:
+                epoch, raw = latest[ref]
+                self.found[(kind, ref)] = epoch
+                into[ref] = crediting.decode(stored, raw)
+            else:
+                into[ref] = empty()
+
+    def write(self, writes: Writes, kind: str, ref: tuple, value: bytes, newest: float) -> None:
+        home = self.of(newest)
+        for epoch in {home, self.found.get((kind, ref), home)}:
+            key, name = self.field(kind, ref, epoch)
+            writes.fields[(key, name)] = value if epoch == home else None
+            writes.hash_expiry[key] = max(writes.hash_expiry.get(key, 0), self.expiry(epoch))
+
+
 def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> Plan:
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
         events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
+        epochs = _Epochs(policy, now)
         steps = crediting.join(events, policy)
         try:
             need = next(steps)
             while True:
                 named = {_KINDS[kind][0](*ref): (kind, ref) for kind in _KINDS for ref in getattr(need, kind)}
-                buckets = {(keys.join_commits(repo), prefix): (repo, prefix) for repo, prefix in need.buckets}
+                tasks = epochs.reads("tasks", need.tasks)
+                buckets = epochs.reads("buckets", need.buckets)
                 ranges = {(keys.join_pushes(repo, branch), lo, hi): (repo, branch, lo, hi) for repo, branch, lo, hi in need.ranges}
-                got = yield Read(keys=tuple(named), fields=tuple(buckets), ranges=tuple(ranges))
-                need = steps.send(_loaded(named, buckets, ranges, got))
+                got = yield Read(keys=tuple(named), fields=(*tasks, *buckets), ranges=tuple(ranges))
+                loaded = Loaded()
+                for key, (kind, ref) in named.items():
+                    raw = got.values.get(key)
+                    getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
+                epochs.load("tasks", tasks, got, loaded.tasks, lambda: None, crediting.TaskState)
+                epochs.load("buckets", buckets, got, loaded.buckets, list, crediting.Bucket)
+                for rng, ref in ranges.items():
+                    loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
+                need = steps.send(loaded)
         except StopIteration as done:
             result: crediting.Result = done.value
-        writes = _join_writes(result, policy, now)
+        writes = _join_writes(result, policy, now, epochs)
         if result.deltas:
             # Teams credited here pass the same guard as at ingest (whichever admits a name first, both see it).
             got = yield Read(sets=(keys.TEAMS,))
@@ -145,47 +207,26 @@ def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> P
             writes.names[keys.TEAMS] = set(teams.admitted.get("team", ()))
             if teams.overflow:
                 writes.rollup.add(now, now, {series(Measure.OVERFLOW, "team"): teams.overflow["team"]})
-            deltas = [dataclasses.replace(d, team=teams.name("team", d.team)) for d in result.deltas]
-        else:
-            deltas = []
-        for delta in deltas:
-            measure_delta(writes.rollup, delta, now)
+            for delta in result.deltas:
+                measure_delta(writes.rollup, dataclasses.replace(delta, team=teams.name("team", delta.team)), now)
         return writes
 
     return plan
 
 
-def _loaded(named: dict[str, tuple[str, tuple]], buckets: dict[tuple, tuple], ranges: dict[tuple, tuple], got: Got) -> Loaded:
-    loaded = Loaded()
-    for key, (kind, ref) in named.items():
-        raw = got.values.get(key)
-        getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
-    for field, ref in buckets.items():
-        raw = got.fields.get(field)
-        loaded.buckets[ref] = crediting.decode(crediting.Bucket, raw) if raw is not None else []
-    for rng, ref in ranges.items():
-        loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
-    return loaded
-
-
-def _join_writes(result: crediting.Result, policy: Policy, now: float) -> Writes:
+def _join_writes(result: crediting.Result, policy: Policy, now: float, epochs: _Epochs) -> Writes:
     writes = Writes()
-    # Kept a horizon past the newest event time the entity holds; never less than an hour from now, so that state
-    # of old events (a replay) does not vanish before the batch that wrote it is acknowledged.
-    floor = int(now) + 3600
-
-    def expire(newest: float) -> int:
-        return max(int(newest + policy.horizon), floor)
-
     changes = result.changes
     for kind in _KINDS:
         build = _KINDS[kind][0]
         for ref, state in getattr(changes, kind).items():
-            writes.values[build(*ref)] = (crediting.encode(state), expire(crediting.newest(state)))
-    for (repo, prefix), bucket in changes.buckets.items():
-        writes.fields[(keys.join_commits(repo), prefix)] = (crediting.encode(bucket), expire(crediting.newest(bucket)))
+            writes.values[build(*ref)] = (crediting.encode(state), epochs.expiry(epochs.of(crediting.newest(state))))
+    for ref, task in changes.tasks.items():
+        epochs.write(writes, "tasks", ref, crediting.encode(task), task.newest)
+    for ref, bucket in changes.buckets.items():
+        epochs.write(writes, "buckets", ref, crediting.encode(bucket), crediting.newest(bucket))
     for (repo, branch), added in changes.pushes.items():
         newest = max(ts for ts, _sha in added)
         members = [(f"{sha}@{ts!r}".encode(), ts) for ts, sha in added]
-        writes.members[keys.join_pushes(repo, branch)] = (members, expire(newest), newest - policy.horizon)
+        writes.members[keys.join_pushes(repo, branch)] = (members, epochs.expiry(epochs.of(newest)), newest - policy.horizon)
     return writes

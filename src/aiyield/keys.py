@@ -15,8 +15,8 @@ Layout (prefix `ay:`):
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
   otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
                                        20-digit strings; the v1 `otlp:` keys expire on their own)
-  j:t:{digest}                         join: one task (team, task_id)
-  j:c:{repo digest}                    join: hash of a repo's commits, one field per 7-character SHA prefix
+  j:t:{epoch}:{shard}                  join: hash of tasks, one field per (team, task_id) digest
+  j:c:{epoch}:{repo digest}            join: hash of a repo's commits, one field per 7-character SHA prefix
   j:d:{digest}                         join: one deployment (repo, deploy_id)
   j:b:{digest}                         join: head-only deployments anchored on a branch (repo, branch)
   j:p:{digest}                         join: sorted set of commits pushed to a branch, by push time
@@ -71,15 +71,23 @@ def otlp_series(series_key: str) -> str:
 # Join state (see aiyield.core.crediting): one key per entity, each expiring a horizon past its newest event time.
 
 
-def join_task(team: str, task_id: str) -> str:
-    # 8 bytes of digest: one key per pending task, so every byte counts; collisions need ~2^32 live tasks.
-    return f"{PREFIX}j:t:{digest(team + chr(0) + task_id, 8)}"
+#: Tasks are spread over this many hashes (per epoch), so that two workers rarely WATCH the same one at once.
+TASK_SHARDS = 16
 
 
-def join_commits(repo: str) -> str:
-    """Hash of a repo's commits: field = 7-character SHA prefix, value = the commits sharing it, each field with its
-    own expiry (HEXPIREAT: Valkey >= 9, Redis >= 7.4). A field costs ~40 bytes less than a key of its own."""
-    return f"{PREFIX}j:c:{digest(repo, 8)}"
+def join_task(team: str, task_id: str, epoch: int) -> tuple[str, bytes]:
+    """(hash, field) of one task in one epoch (see `aiyield.batch`): the field is 8 bytes of digest of its identity.
+
+    A field instead of a key of its own, in a hash that expires as a whole, saves ~60 bytes per pending task.
+    Collisions need ~2^32 live tasks.
+    """
+    tid = hashlib.blake2b(f"{team}\0{task_id}".encode(), digest_size=8).digest()
+    return f"{PREFIX}j:t:{epoch}:{tid[0] % TASK_SHARDS}", tid
+
+
+def join_commits(repo: str, epoch: int) -> str:
+    """Hash of a repo's commits in one epoch: field = 7-character SHA prefix, value = the commits sharing it."""
+    return f"{PREFIX}j:c:{epoch}:{digest(repo, 8)}"
 
 
 def join_deployment(repo: str, deploy_id: str) -> str:

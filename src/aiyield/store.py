@@ -76,8 +76,10 @@ class Writes:
     seen: list[str] = field(default_factory=list)
     #: key -> (value, expire at epoch seconds)
     values: dict[str, tuple[bytes, int]] = field(default_factory=dict)
-    #: (hash key, field) -> (value, expire at epoch seconds, for that field alone)
-    fields: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
+    #: (hash key, field) -> value; None deletes the field
+    fields: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
+    #: hash key -> expire at epoch seconds (only ever extended)
+    hash_expiry: dict[str, int] = field(default_factory=dict)
     #: set key -> names to add
     names: dict[str, set[str]] = field(default_factory=dict)
     #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
@@ -146,16 +148,31 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-# ARGV, per key in KEYS order: n, then n (field, value, expire-at) triples.
+# ARGV, per key in KEYS order: n, then n field names. Returns the values, flat, in order (false when absent): many
+# hashes read in one round trip.
+_GET_FIELDS = """
+local out, a = {}, 1
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[a])
+  local values = redis.call('HMGET', key, unpack(ARGV, a + 1, a + n))
+  for i = 1, n do out[#out + 1] = values[i] end
+  a = a + n + 1
+end
+return out
+"""
+# ARGV, per key in KEYS order: expire-at, n, then n (field, value) pairs; an empty value deletes the field.
 _SET_FIELDS = """
 local a = 1
 for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[a])
-  a = a + 1
+  local expire_at, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
   for _ = 1, n do
-    redis.call('HSET', key, ARGV[a], ARGV[a + 1])
-    redis.call('HEXPIREAT', key, ARGV[a + 2], 'FIELDS', 1, ARGV[a])
-    a = a + 3
+    if ARGV[a + 1] == '' then redis.call('HDEL', key, ARGV[a]) else redis.call('HSET', key, ARGV[a], ARGV[a + 1]) end
+    a = a + 2
+  end
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('EXPIREAT', key, expire_at, 'NX')
+    redis.call('EXPIREAT', key, expire_at, 'GT')
   end
 end
 return #KEYS
@@ -184,6 +201,7 @@ class RedisStore:
         self._incr_hashes = self.redis.register_script(_INCR_HASHES)
         self._add_hlls = self.redis.register_script(_ADD_HLLS)
         self._set_fields = self.redis.register_script(_SET_FIELDS)
+        self._get_fields = self.redis.register_script(_GET_FIELDS)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -236,8 +254,7 @@ class RedisStore:
             await pipe.execute()
             return len(fresh)
 
-    @staticmethod
-    async def _read(pipe, read: Read) -> Got:
+    async def _read(self, pipe, read: Read) -> Got:
         got = Got()
         wanted = list(dict.fromkeys(read.keys))
         ranged = list(dict.fromkeys(read.ranges))
@@ -253,8 +270,14 @@ class RedisStore:
             got.sets[key] = {m.decode() for m in await pipe.smembers(key)}
         if wanted:
             got.values = dict(zip(wanted, await pipe.mget(wanted)))
-        for key, names in hashes.items():
-            got.fields.update(zip(((key, n) for n in names), await pipe.hmget(key, names)))
+        if hashes:
+            args: list = []
+            for names in hashes.values():
+                args += [len(names), *names]
+            values = iter(await self._get_fields(keys=list(hashes), args=args, client=pipe))
+            for key, names in hashes.items():
+                for name in names:
+                    got.fields[(key, name)] = next(values) or None
         for rng in ranged:
             got.ranges[rng] = await pipe.zrangebyscore(*rng)
         return got
@@ -292,11 +315,11 @@ class RedisStore:
             pipe.set(key, value, exat=expire_at)
         if writes.fields:
             by_key: dict[str, list] = defaultdict(list)
-            for (key, name), (value, expire_at) in writes.fields.items():
-                by_key[key] += [name, value, expire_at]
+            for (key, name), value in writes.fields.items():
+                by_key[key] += [name, value if value is not None else b""]
             args = []
-            for triples in by_key.values():
-                args += [len(triples) // 3, *triples]
+            for key, pairs in by_key.items():
+                args += [writes.hash_expiry[key], len(pairs) // 2, *pairs]
             await self._set_fields(keys=list(by_key), args=args, client=pipe)
         for key, (members, expire_at, below) in writes.members.items():
             pipe.zadd(key, dict(members))
@@ -372,7 +395,11 @@ class MemoryStore:
         for event_type, ts in writes.last_ts.items():
             self.last_ts[event_type] = max(ts, self.last_ts.get(event_type, ts))
         self.values.update({k: v for k, (v, _expire) in writes.values.items()})
-        self.fields.update({f: v for f, (v, _expire) in writes.fields.items()})
+        for f, v in writes.fields.items():
+            if v is None:
+                self.fields.pop(f, None)
+            else:
+                self.fields[f] = v
         for key, (members, _expire, below) in writes.members.items():
             self.members[key].update(members)
             self.members[key] = {m: score for m, score in self.members[key].items() if score >= below}
