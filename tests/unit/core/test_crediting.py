@@ -556,6 +556,18 @@ def test_a_late_revert_outside_the_survival_window_changes_nothing_after_the_bra
     assert deltas == [[credit()], [], []]
 
 
+@pytest.mark.xfail(strict=True, reason="bug: a superseded deployment report's commits stay indexed as deployed")
+def test_an_earlier_report_of_a_deployment_arriving_later_replaces_its_commits():
+    # d1 is reported twice; the earliest (ts, id) report defines it (commits [B]), so A was never deployed. In one
+    # batch: no credit. Across batches the store's state object is both `original_deployments[ref]` and the one
+    # _fold_deployment mutates, so _index_explicit sees no change and A keeps d1 in its `deploys`.
+    late, early = deployment(ts=T0 + 2 * HOUR, commits=[A], id="r2"), deployment(ts=T0 + HOUR, commits=[B], id="r1")
+    _, one_batch = run([late, task(), early])
+    assert one_batch == [[]]
+    _, deltas = run([late], [task(), early])
+    assert deltas == [[], []]
+
+
 # --- v2: the scenarios of issue 7 -------------------------------------------------------------------------------
 
 
