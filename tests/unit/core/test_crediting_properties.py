@@ -374,9 +374,19 @@ def test_a_later_report_never_lowers_the_tasks_credit_except_through_rollback_or
     before, after, ref = case
     credit_before = credit_of(run([before]))[ref]
     deltas_after = run([after])
-    if _reverted_or_rolled_back(after, deltas_after, ref):
-        return
-    assert credit_of(deltas_after)[ref] >= credit_before
+    if not _reverted_or_rolled_back(after, deltas_after, ref):
+        assert credit_of(deltas_after)[ref] >= credit_before
+    # Strictly, in the same histories without any revert or rollback.
+    calm_before, calm_after = _without_reverts_and_rollbacks(before), _without_reverts_and_rollbacks(after)
+    assert credit_of(run([calm_after]))[ref] >= credit_of(run([calm_before]))[ref]
+
+
+def _without_reverts_and_rollbacks(events: list[Event]) -> list[Event]:
+    return [
+        e for e in events
+        if not (isinstance(e, PushEvent) and e.reverts)
+        and not (isinstance(e, DeploymentEvent) and (e.status == "rolled_back" or e.rollback_of))
+    ]
 
 
 @KEYERROR
