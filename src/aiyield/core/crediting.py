@@ -320,7 +320,9 @@ class _View:
         for ref in need.buckets:
             self.buckets[ref] = list(loaded.buckets.get(ref) or [])
         for ref in need.deployments:
-            self.deployments[ref] = self.original_deployments[ref] = loaded.deployments.get(ref)
+            self.deployments[ref] = loaded.deployments.get(ref)
+            # A copy: folding changes the state in place, and re-indexing needs what was indexed before.
+            self.original_deployments[ref] = _clone(self.deployments[ref])
         for ref in need.branches:
             self.branches[ref] = loaded.branches.get(ref)
         for ref in need.ranges:
@@ -727,38 +729,47 @@ def _desired(
         return None, [], task.ts
     worth = amount(task.ai_lines, policy)
     earliest, latest = task.ts - policy.claim_slack, task.ts + policy.join_window
-    ships: list[tuple[float, str, str, CommitState]] = []
-    rolled_back: dict[tuple[float, str, str], float] = {}
+    # Every deployment that would ship the task, through any of its owned commits, with the commits it ships.
+    ships: dict[tuple[float, str, str], tuple[float | None, list[CommitState]]] = {}
     for repo, commit in owned:
         for ts, deploy_repo, deploy_id, rolled in _chain(view, repo, commit, policy):
-            if not earliest <= ts <= latest:
-                continue
-            if rolled is not None:
-                rolled_back[(ts, deploy_repo, deploy_id)] = rolled
-            else:
-                ships.append((ts, deploy_repo, deploy_id, commit))
-    shipper = min(((ts, r, d) for ts, r, d, _c in ships), default=None)
-    retracted = [
-        Retracted(rolled, ROLLBACK, r, d, worth)
-        for (ts, r, d), rolled in sorted(rolled_back.items())
-        if shipper is None or (ts, r, d) < shipper
-    ]
-    if shipper is None:
-        return None, retracted, None
-    ts, repo, deploy_id = shipper
-    reverted = [
-        revert_ts
-        for ship_ts, r, d, commit in ships
-        if (ship_ts, r, d) == shipper
-        for branch, revert_ts in commit.reverts
-        if revert_ts <= ts + policy.survival_window and any(b == branch for b, _ in commit.pushes)
-    ]
-    if reverted:
-        first = min(reverted)
-        if first >= ts:  # credited, then reverted: a retraction; reverted before it shipped: never credited
-            retracted.append(Retracted(first, REVERT, repo, deploy_id, worth))
-        return None, sorted(retracted), None
-    return Given(repo, deploy_id, ts, worth, task.tool), retracted, None
+            if earliest <= ts <= latest:
+                ships.setdefault((ts, deploy_repo, deploy_id), (rolled, []))[1].append(commit)
+    if task.given is not None and not any(_indexed(view, repo, c, task.given.deploy_id) for repo, c in owned):
+        return None  # the deployment that credited it has expired from the index: its credit is final
+    # In event time: each rolled-back one gave a credit and took it back; a revert ends it for good; the first that
+    # survives keeps it.
+    retracted: list[Retracted] = []
+    for (ts, repo, deploy_id), (rolled, commits) in sorted(ships.items()):
+        reverted = min(
+            (
+                revert_ts
+                for commit in commits
+                for branch, revert_ts in commit.reverts
+                if revert_ts <= ts + policy.survival_window and any(b == branch for b, _ in commit.pushes)
+            ),
+            default=None,
+        )
+        if reverted is not None and (rolled is None or reverted < rolled):
+            if reverted >= ts:  # credited, then reverted: a retraction; reverted before it shipped: never credited
+                retracted.append(Retracted(reverted, REVERT, repo, deploy_id, worth))
+            return None, sorted(retracted), None
+        if rolled is not None:
+            retracted.append(Retracted(rolled, ROLLBACK, repo, deploy_id, worth))
+            continue
+        return Given(repo, deploy_id, ts, worth, task.tool), sorted(retracted), None
+    return None, sorted(retracted), None
+
+
+def _indexed(view: _View, repo: str, commit: CommitState, deploy_id: str) -> bool:
+    """Whether the deployment is still known to contain the commit (named by it, or anchored where it was pushed)."""
+    if any(d == deploy_id for _ts, d, _rolled in commit.deploys):
+        return True
+    return any(
+        d == deploy_id
+        for branch, _pushed in commit.pushes
+        for _ts, d, _anchor, _rolled in (view.branches.get((repo, branch)) or BranchState()).deployments
+    )
 
 
 def _diff(

@@ -508,14 +508,12 @@ def test_policy_rejects_nonsense(bad):
 # --- v2: bugs found while porting ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="bug: a report of a known task crashes the join (KeyError)")
 def test_a_later_report_with_a_new_commit_in_another_batch_does_not_crash():
     # _fold_task re-claims *all* the task's commits, but `join` only read the buckets of the new event's commits.
     _, deltas = run([task(commits=[A], id="e1")], [task(ts=T0 + HOUR, commits=[B], id="e2")])
     assert deltas == [[], []]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="bug: a report of a known task crashes the join (KeyError)")
 def test_a_started_report_that_moves_the_tasks_ts_back_does_not_crash():
     _, deltas = run([task(ts=T0 + 2 * HOUR), deployment()], [task(status="started", ts=T0)])
     assert deltas == [[], [credit()]]
@@ -528,10 +526,8 @@ def test_a_started_report_sets_the_tasks_ts_in_one_batch():
     assert deltas == [[credit()]]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the earliest-report tool is lost across batches (tool_ts not written)")
-def test_the_tool_of_the_earliest_completed_report_does_not_depend_on_batching():
-    # The report at T0 + 5 s makes it the earliest completed one (tool_ts 10 -> 5) but changes nothing else, so
-    # _fold_task does not write the task back; the copilot report at T0 + 7 s then wins against the stale tool_ts.
+def test_the_tool_of_the_earliest_report_does_not_depend_on_batching():
+    # The task's tool is that of its earliest report, started ones included (by (ts, tool)): cursor, at T0.
     started = task(status="started", ts=T0, tool="cursor")
     reports = [task(ts=T0 + 10, tool="cursor", id="c10"), task(ts=T0 + 5, tool="cursor", id="c5")]
     copilot = task(ts=T0 + 7, tool="copilot", id="c7")
@@ -541,7 +537,6 @@ def test_the_tool_of_the_earliest_completed_report_does_not_depend_on_batching()
     assert net(batched) == net(one_batch)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pruning a branch's head-only index drops a given credit on a later touch")
 def test_a_late_revert_outside_the_survival_window_changes_nothing_after_the_branch_index_is_pruned():
     # d1 (head-only, head B) shipped A. 20 days later d2 lands on main, and _apply_reindex drops d1 from main's
     # index (older than Policy.horizon = 18 days before d2). A revert of A, far outside the survival window,
@@ -556,7 +551,6 @@ def test_a_late_revert_outside_the_survival_window_changes_nothing_after_the_bra
     assert deltas == [[credit()], [], []]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a superseded deployment report's commits stay indexed as deployed")
 def test_an_earlier_report_of_a_deployment_arriving_later_replaces_its_commits():
     # d1 is reported twice; the earliest (ts, id) report defines it (commits [B]), so A was never deployed. In one
     # batch: no credit. Across batches the store's state object is both `original_deployments[ref]` and the one
@@ -620,7 +614,6 @@ def test_the_same_task_id_in_two_repos_is_one_task_credited_once():
     assert deltas == [[credit(ts=T0 + 2 * HOUR)], [uncredit(ts=T0 + 2 * HOUR), credit()]]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="bug: a report of a known task crashes the join (KeyError)")
 def test_a_second_completed_report_unions_commits_and_never_retracts():
     first, second = task(commits=[A], id="e1"), task(commits=[B], ts=T0 + 3 * HOUR, id="e2")
     _, deltas = run([first, deployment(commits=[A])], [second], [deployment("d2", ts=T0 + 4 * HOUR, commits=[B])])

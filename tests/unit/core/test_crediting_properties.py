@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiyield.core import crediting
@@ -37,10 +37,8 @@ SHAS = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(4)]
 REPOS = ["shop", "shop", "shop", "web"]  # mostly one repo: collisions; sometimes two: task identity across repos
 TEAMS = ["payments", "search"]
 
-# Deterministic (strict xfails must fail every run) and quick: the whole file runs in well under a minute.
+# Deterministic and quick: the whole file runs in well under a minute.
 FAST = settings(max_examples=150, deadline=None, database=None, derandomize=True, report_multiple_bugs=False)
-# For the strict xfails: no shrinking (a failing example is not minimised: minutes of CPU for nothing).
-NO_SHRINK = settings(FAST, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 def times(first_hour: int = 0, last_hour: int = SPAN_HOURS) -> st.SearchStrategy[float]:
     return st.builds(
@@ -235,26 +233,14 @@ def model_owners(tasks: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str
 
 # --- order, batching, duplicates, unrelated events ----------------------------------------------------------------
 
-KEYERROR = pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="bug: a report of a known task that changes it, in a later batch, crashes the join (KeyError); "
-    "see test_crediting.py::test_a_later_report_with_a_new_commit_in_another_batch_does_not_crash. Once fixed, "
-    "the order, duplicate and unrelated-event properties still fail until "
-    "test_an_earlier_report_of_a_deployment_arriving_later_replaces_its_commits is fixed too",
-)
-
-
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(st.data())
 def test_every_order_and_batching_gives_the_same_totals(data):
     events = data.draw(histories())
     assert totals(run(data.draw(batches(events)))) == totals(run([events]))
 
 
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(st.data())
 def test_duplicated_events_change_nothing(data):
     events = data.draw(histories())
@@ -262,8 +248,7 @@ def test_duplicated_events_change_nothing(data):
     assert totals(run(data.draw(batches(events + duplicates)))) == totals(run([events]))
 
 
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(st.data())
 def test_unrelated_events_change_nothing(data):
     # Another team's tasks, pushes and deployments in another repo, on other commits, interleaved.
@@ -389,8 +374,7 @@ def _without_reverts_and_rollbacks(events: list[Event]) -> list[Event]:
     ]
 
 
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(with_a_later_report(), st.data())
 def test_a_later_report_arriving_last_never_lowers_the_tasks_credit(case, data):
     # The same, with the report arriving in its own batch after everything else.
@@ -406,8 +390,7 @@ def test_a_later_report_arriving_last_never_lowers_the_tasks_credit(case, data):
 # --- running sums, state ------------------------------------------------------------------------------------------
 
 
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(st.data())
 def test_running_sums_of_a_task_stay_between_zero_and_its_amount(data):
     events = data.draw(histories(min_size=10, max_size=24))
@@ -450,8 +433,7 @@ class DeepcopyJoinState(MemoryJoinState):
             self.pushes.setdefault(ref, []).extend(added)
 
 
-@KEYERROR
-@NO_SHRINK
+@FAST
 @given(st.data())
 def test_state_round_trips_through_encode_decode_between_batches(data):
     batched = data.draw(batches(data.draw(histories())))
