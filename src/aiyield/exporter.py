@@ -1,4 +1,4 @@
-"""Prometheus exporter: a custom collector that reads Redis on every scrape (CONTRACT section 3).
+"""Prometheus exporter: a custom collector that reads Redis on every scrape (docs/INTERFACE.md §3).
 
 Own registry (no process/platform collectors mixed into the contract's namespace). A failed scrape (Redis down) is
 logged, counted in `aiyield_exporter_scrape_errors_total`, and answered with HTTP 500: never a 200 with stale or

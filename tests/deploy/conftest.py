@@ -1,7 +1,7 @@
 """Shared helpers for the deploy/ tests: repository paths, a YAML loader and a small PromQL name extractor.
 
 The contract's metric table is copied here on purpose (CI does not have the shared contract next to the clone);
-keep it in step with CONTRACT section 3.
+keep it in step with docs/INTERFACE.md §3.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
-#: CONTRACT section 3: metric name -> its labels.
+#: docs/INTERFACE.md §3: metric name -> its labels.
 CONTRACT_METRICS: dict[str, frozenset[str]] = {
     "aiyield_spend_usd": frozenset({"team", "tool", "model", "window"}),
     "aiyield_tokens": frozenset({"team", "tool", "model", "type", "window"}),

@@ -1,4 +1,4 @@
-"""Event schema v1 (CONTRACT section 1): typed models, strict validation, envelopes.
+"""Event schema v1 (docs/INTERFACE.md §1): typed models, strict validation, envelopes.
 
 Pure: no I/O. Everything that accepts events from the outside world (worker, gateway, `aiyield send`) goes through
 `parse_message` / `validate`, so there is one definition of "valid" and one wording of each rejection reason.

@@ -1,7 +1,7 @@
 """Model prices and the cost of a token event.
 
 Prices are USD per million tokens. The built-in table covers current models of the major vendors; a TOML price file
-(`--prices FILE` / `AIYIELD_PRICES`) overrides or extends it, entry by entry (CONTRACT section 5).
+(`--prices FILE` / `AIYIELD_PRICES`) overrides or extends it, entry by entry (docs/INTERFACE.md §5).
 """
 
 from __future__ import annotations

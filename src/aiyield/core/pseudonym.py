@@ -1,4 +1,4 @@
-"""Pseudonymisation of developer ids (CONTRACT section 1): a keyed HMAC, applied at ingest.
+"""Pseudonymisation of developer ids (docs/INTERFACE.md §1): a keyed HMAC, applied at ingest.
 
 Raw ids never reach Redis, logs, metrics or the dead-letter topic. The output carries a marker prefix so applying
 the function twice (the gateway validates and so does the worker) yields the same pseudonym as applying it once.

@@ -1,4 +1,4 @@
-"""Rolling windows by event time, as bucketed sums (CONTRACT section 3).
+"""Rolling windows by event time, as bucketed sums (docs/INTERFACE.md §3).
 
 Each window is kept as a ring of buckets no coarser than 1/60 of the window. A window's value at `now` is the sum of
 the buckets that cover (now - window, now]; the oldest bucket may reach at most one bucket width further back,

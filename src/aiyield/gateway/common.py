@@ -1,6 +1,6 @@
 """What the source adapters share: their two errors, field access, timestamps, ids, pushes with AI commits as tasks.
 
-Pure: no I/O. The adapters return plain event dicts (CONTRACT section 1); the caller validates them with
+Pure: no I/O. The adapters return plain event dicts (docs/INTERFACE.md §1); the caller validates them with
 `aiyield.core.events.validate`, so "valid" is defined in one place.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from aiyield.core.provenance import ai_tool
 from aiyield.core.provenance import commit_task_id
 
-#: Team of events whose source names none (CONTRACT section 4).
+#: Team of events whose source names none (docs/INTERFACE.md §4).
 UNASSIGNED = "unassigned"
 _BRANCH_PREFIX = "refs/heads/"
 
@@ -118,7 +118,7 @@ def branch_push(
     commit whose message names an AI co-author.
 
     The tasks are how teams without IDE plugins still earn normalized deployments. No `ai_lines`: push payloads
-    carry no line counts, so each such task earns full credit (CONTRACT section 2).
+    carry no line counts, so each such task earns full credit (docs/INTERFACE.md §2).
 
     A task's id and event id are the git `post-commit` hook's (`aiyield.hooks`): a commit reported by the hook and
     by a push webhook is one task, and whichever event arrives second is a duplicate. The hook usually fires first,

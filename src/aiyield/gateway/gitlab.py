@@ -11,7 +11,7 @@ Mapping decisions where the contract is silent:
 - `deployment`: `success` -> succeeded, `failed` -> failed. `running`, `canceled` and any other state produce
   nothing (a cancelled deployment never ran; it is neither a failure nor a rollback).
 - The deployed commit: the hook's `short_sha` is 8 characters, the full SHA only appears in `commit_url`; the full
-  one is used so the deployment joins pushes and tasks by exact SHA (CONTRACT section 2).
+  one is used so the deployment joins pushes and tasks by exact SHA (docs/INTERFACE.md §2).
 - Ids: `deployment_id` is unique per GitLab instance; a push is identified by project, `before` and `after`, which a
   redelivery repeats.
 """

@@ -4,7 +4,7 @@ Bodies are protobuf or JSON (`Content-Type`), optionally gzip (`Content-Encoding
 span ids in hex where protobuf's JSON mapping expects base64; aiyield reads no ids, and the usual 32/16-character
 hex ids are valid base64 too, so they parse harmlessly.
 
-Metrics (CONTRACT section 4), one token event per data point and measure:
+Metrics (docs/INTERFACE.md §4), one token event per data point and measure:
 
 - `claude_code.token.usage` (attribute `type`: input, output, cacheRead, cacheCreation) -> token counts;
 - `claude_code.cost.usage` -> `cost_usd`, as a token event with 0 tokens;

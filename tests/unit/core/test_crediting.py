@@ -1,7 +1,7 @@
 """Crediting, scenario by scenario: each test is one story of events with the exact deltas it must give.
 
 Ported from the v1 tests (`apply(state, events, policy, now)`) to the v2 core (`MemoryJoinState().apply(events,
-policy) -> list[Delta]`, CONTRACT §2). Where contract v2 changed a rule, the test says so (`v2:`). What no longer
+policy) -> list[Delta]`, docs/INTERFACE.md §2). Where contract v2 changed a rule, the test says so (`v2:`). What no longer
 applies was dropped: arrival-time expiry and `now` (state now expires by Redis TTL in the adapter, not in the core).
 The scenarios of issue 7 are at the end.
 """

@@ -1,4 +1,4 @@
-"""Crediting properties (CONTRACT §2, issue 7): arrival order, batching, duplicates, unrelated events and encoding
+"""Crediting properties (docs/INTERFACE.md §2, issue 7): arrival order, batching, duplicates, unrelated events and encoding
 never change what is credited; shared commits never earn more than one credit each; a later report never lowers a
 task's credit except through a rollback or a revert.
 
