@@ -50,6 +50,12 @@ def window(name: str, bucket: int) -> str:
     return f"{PREFIX}w:{name}:{bucket}"
 
 
+def window_of(key: str) -> str | None:
+    """The window name of a `window` key (None for any other key)."""
+    head, _, rest = key.partition(f"{PREFIX}w:")
+    return rest.split(":", 1)[0] if not head and rest else None
+
+
 def developers(name: str, bucket: int, team: str) -> str:
     return f"{PREFIX}dev:{name}:{bucket}:{team}"
 

@@ -408,7 +408,7 @@ class MemoryStore:
         """Series -> amount over every bucket of one window (tests read results through this)."""
         out: dict[str, int] = defaultdict(int)
         for key, bucket in self.counters.items():
-            if key.startswith(keys.window(window, 0)[: -1]):
+            if keys.window_of(key) == window:
                 for name, amount in bucket.items():
                     out[name] += amount
         return {k: v for k, v in out.items() if v}
