@@ -1,0 +1,124 @@
+"""One contract, two stores: the same plans give the same reads and effects on `MemoryStore` and on a real Redis.
+
+The batch rules' unit tests run on the memory store; this test is what lets them stand for the Redis one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+import redis
+
+from aiyield import keys
+from aiyield.core.windows import Rollup, series
+from aiyield.store import Consumed, Got, MemoryStore, Read, RedisStore, Writes
+
+# Tests on the same event loop as the store fixture (redis.asyncio clients belong to one loop).
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+# Real time: Redis expires window buckets by the wall clock.
+NOW = time.time()
+_db = itertools.count(12)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request, services):
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    _kafka, url = services
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    url = f"{base}/{next(_db)}"
+    redis.Redis.from_url(url).flushdb()
+    s = RedisStore(url)
+    yield s
+    await s.close()
+
+
+def write_plan(tag: str):
+    def plan(fresh):
+        yield Read(keys=(f"ay:test:v:{tag}",), fields=(("ay:test:h", tag),), sets=("ay:test:s",),
+                   ranges=(("ay:test:z", 0.0, 100.0),))
+        writes = Writes(rollup=Rollup())
+        writes.rollup.add(NOW - 10, NOW, {series("spend", "t", tag): 5})
+        writes.values[f"ay:test:v:{tag}"] = (b"value-" + tag.encode(), int(NOW) + 10**9)
+        writes.fields[("ay:test:h", tag)] = b"field-" + tag.encode()
+        writes.hash_expiry["ay:test:h"] = int(NOW) + 10**9
+        writes.names["ay:test:s"] = {tag}
+        writes.members["ay:test:z"] = ([(tag.encode(), float(len(tag)))], int(NOW) + 10**9, -1.0)
+        writes.seen.append(keys.seen("event", tag))
+        writes.count("token", "accepted")
+        return writes
+
+    return plan
+
+
+def read_plan(tags: list[str], out: list[Got]):
+    def plan(fresh):
+        got = yield Read(
+            keys=tuple(f"ay:test:v:{t}" for t in tags) + tuple(keys.seen("event", t) for t in tags),
+            fields=tuple(("ay:test:h", t) for t in tags),
+            sets=("ay:test:s",),
+            ranges=(("ay:test:z", 0.0, 100.0),),
+        )
+        out.append(got)
+        return Writes()
+        yield  # pragma: no cover
+
+    return plan
+
+
+def record(offset: int, partition: int = 0) -> Consumed:
+    return Consumed("t", partition, offset, None, b"", NOW)
+
+
+async def test_transact_contract(store):
+    run = lambda records, plan: store.transact("c", records, plan)  # noqa: E731
+    assert await run([record(0), record(1)], write_plan("ab")) == 2
+    assert await run([record(1)], write_plan("zz")) == 0  # below the stored offset: skipped, plan not run
+    assert await run([record(2)], write_plan("c")) == 1
+    gots: list[Got] = []
+    await run([record(3)], read_plan(["ab", "c", "missing"], gots))
+    [got] = gots
+    assert got.values["ay:test:v:ab"] == b"value-ab" and got.values["ay:test:v:missing"] is None
+    assert got.values[keys.seen("event", "ab")] is not None and got.values[keys.seen("event", "missing")] is None
+    assert got.fields[("ay:test:h", "c")] == b"field-c" and got.fields[("ay:test:h", "missing")] is None
+    assert got.sets["ay:test:s"] == {"ab", "c"}
+    assert got.ranges[("ay:test:z", 0.0, 100.0)] == [b"c", b"ab"]  # by score
+    # Deleting a field, and a fresh partition starting at its first offset.
+    def delete(fresh):
+        yield Read()
+        w = Writes()
+        w.fields[("ay:test:h", "ab")] = None
+        w.hash_expiry["ay:test:h"] = int(NOW) + 10**9
+        return w
+
+    assert await run([record(0, partition=1)], delete) == 1
+    gots.clear()
+    await run([record(4)], read_plan(["ab"], gots))
+    assert gots[0].fields[("ay:test:h", "ab")] is None
+
+
+async def test_counters_saturate_instead_of_failing(store):
+    def plan(amount: int):
+        def p(fresh):
+            yield Read()
+            w = Writes()
+            w.rollup.add(NOW - 10, NOW, {series("tokens", "t", "x", "m", "input"): amount, series("tokens", "t", "x", "m", "output"): 7})
+            return w
+
+        return p
+
+    for offset in range(3):
+        await store.transact("c", [record(offset)], plan(2**62))
+    if isinstance(store, MemoryStore):
+        sums = store.window_sums("1h")
+    else:
+        client = redis.Redis.from_url(store.url)
+        sums = {}
+        for key in client.scan_iter(keys.window("1h", 0)[:-1] + "*"):
+            for name, value in client.hgetall(key).items():
+                sums[name.decode()] = sums.get(name.decode(), 0) + int(value)
+    assert sums[series("tokens", "t", "x", "m", "input")] == 2**63 - 1
+    assert sums[series("tokens", "t", "x", "m", "output")] == 21  # the rest of each batch applied, exactly
