@@ -1,0 +1,60 @@
+"""The worker's handlers on the memory store, with publishing captured: the error policy and the join hand-off."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from aiyield import keys
+from aiyield.core.events import envelope
+from aiyield.processing import Processor
+from aiyield.settings import Settings
+from aiyield.store import Consumed, MemoryStore
+
+SETTINGS = Settings(pseudonym_key="test")
+DAY = 86400.0
+
+
+def processor() -> tuple[Processor, MemoryStore, list[tuple[str, list[bytes], list | None]]]:
+    store = MemoryStore()
+    published: list[tuple[str, list[bytes], list | None]] = []
+
+    async def publish(topic, values, message_keys):
+        published.append((topic, list(values), list(message_keys) if message_keys else None))
+
+    return Processor(SETTINGS, store, publish), store, published
+
+
+def task(id: str, ts: float) -> dict:
+    return {"type": "task", "id": id, "ts": ts, "task_id": id, "team": "pay", "tool": "cc", "status": "completed",
+            "repo": "shop", "commits": ["ab" * 20]}
+
+
+def test_an_event_too_late_to_join_still_counts_but_is_not_sent_to_the_join():
+    proc, store, published = processor()
+    arrival = time.time()
+    late = arrival - SETTINGS.policy.late_after - 60
+    value = envelope([task("fresh", arrival - 60), task("late", late)])
+    asyncio.run(proc.ingest([Consumed(SETTINGS.events_topic, 0, 0, None, value, arrival)]))
+    assert store.events_total == {("task", "accepted"): 2}
+    [(topic, values, message_keys)] = published
+    assert topic == SETTINGS.join_topic and message_keys == [b"shop"]
+    assert [e["id"] for e in msgspec.json.decode(values[0])["events"]] == ["fresh"]
+
+
+def test_a_record_the_join_cannot_process_is_dead_lettered_and_its_offset_committed():
+    proc, store, published = processor()
+    good = envelope([task("t", time.time() - 60)])
+    records = [
+        Consumed(SETTINGS.join_topic, 0, 0, b"shop", b'{"events": [{"type": "task", "id": "p", "ts": "never"}]}'),
+        Consumed(SETTINGS.join_topic, 0, 1, b"shop", good),
+    ]
+    assert asyncio.run(proc.join(records)) == 2
+    [(topic, [letter], _)] = published
+    assert topic == SETTINGS.dlq_topic
+    [item] = msgspec.json.decode(letter)["rejected"]
+    assert item["type"] == "unknown" and "join could not process this record" in item["reason"]
+    assert store.offsets[keys.offset("join", SETTINGS.join_topic, 0)] == 2
+    assert any(key.startswith("ay:j:t:") for key, _name in store.fields)  # the good record was applied
