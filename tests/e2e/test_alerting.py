@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from aiyield.core.finance import Signal
 from aiyield.embedded import free_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML not installed: add pyyaml to the test dependencies")
@@ -185,7 +186,9 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
         wait_for(lambda: webhook.firing("AiyieldWasteSignal"), 400, "a waste alert at the webhook", procs, logs)
         waste = webhook.firing("AiyieldWasteSignal")
         assert {a["labels"]["team"] for a in waste} == {WASTEFUL}, waste
-        assert {a["labels"]["signal"] for a in waste} == {"usage_without_output"}
+        # Which of its signals fires first depends on timing (it burns tokens, abandons tasks, claims others'
+        # commits); that every alert is one of the waste signals, for the wasteful team only, does not.
+        assert {a["labels"]["signal"] for a in waste} <= set(Signal.ALL), waste
         assert {a["receiver"] for a in waste} == {"finance"}  # severity=warning route
         assert waste[0]["annotations"]["runbook"] == "docs/RUNBOOK.md#aiyieldwastesignal"
 
