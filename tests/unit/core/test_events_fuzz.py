@@ -47,7 +47,7 @@ COUNT_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_wri
 # separator, full-width letters, characters whose NFKC form is long (U+FDFA is 18 characters) or composes.
 tricky_text = st.text(
     alphabet=st.one_of(
-        st.characters(),
+        st.characters(exclude_categories=("Cs",)),  # lone surrogates cannot be encoded as UTF-8 JSON
         st.sampled_from(["\x00", "\x1f", "\x7f", "\x85", "\u200b", "\u200d", "\u202e", "\ufeff", "\uff50", "\ufdfa",
                          "\u0301", "e", "a", "\u2028", "\ud7ff"]),
     ),
