@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aiyield.settings import Settings, SettingsError
+from aiyield.settings import Settings, SettingsError, redact_url
 
 app = typer.Typer(help="aiyield: what your AI coding tools actually ship.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -97,7 +97,7 @@ def exporter(
 
     _logging(log_level)
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
-    serve(settings.redis, settings.metrics_port)
+    serve(settings.redis, settings.metrics_port, **settings.redis_client_options())
     console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
     _terminate_on_sigterm()
     try:
@@ -124,8 +124,8 @@ def send(
     lines = [n for n, line in enumerate(body.splitlines(), 1) if line.strip()]
     good, bad = parse_items(decode_lines(body), time.time(), Pseudonymiser(settings.pseudonym_key.encode()))
     rejected = [(lines[r.index], r.error) for r in bad]
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
     try:
         publisher.publish_events(settings.events_topic, good)
         if rejected:
@@ -153,8 +153,8 @@ def simulate(
     from aiyield.kafka import Publisher, ensure_topics
 
     settings = _require(_settings(), redis=False)
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
     _terminate_on_sigterm()
     try:
         _simulate(publisher, settings, rate, duration, seed, show_metrics=False, check=lambda: None)
@@ -202,7 +202,7 @@ def _snapshot_reader(settings: Settings):
 
     from aiyield.readout import read_snapshot
 
-    client = redis.Redis.from_url(settings.redis, socket_timeout=2)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=2, **settings.redis_client_options())
     return lambda: read_snapshot(client, time.time())
 
 
@@ -241,7 +241,7 @@ def report(
         console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
         raise typer.Exit(2)
     settings = _require(_settings(), kafka=False)
-    rows = read_snapshot(redis.Redis.from_url(settings.redis), time.time()).team_summary(window)
+    rows = read_snapshot(redis.Redis.from_url(settings.redis, **settings.redis_client_options()), time.time()).team_summary(window)
     if format is Format.json:
         out.print_json(json.dumps({"window": window, "teams": rows}))
         return
@@ -301,13 +301,13 @@ def up(
             table.add_row("metrics", running.metrics_url)
             table.add_row("gateway", f"{running.gateway_url}/v1/events")
             table.add_row("kafka", settings.kafka)
-            table.add_row("redis", settings.redis)
+            table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
             if simulate:
-                publisher = Publisher(settings.kafka)
+                publisher = Publisher(settings.kafka_client_config())
                 stack.callback(publisher.close)
                 _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True, check=running.check)
             else:
