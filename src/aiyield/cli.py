@@ -1,4 +1,4 @@
-"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | hook`."""
+"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild | hook`."""
 
 from __future__ import annotations
 
@@ -267,6 +267,38 @@ def report(
     if not rows:
         table.caption = "no data yet"
     out.print(table)
+
+
+@app.command()
+def rebuild(
+    yes: bool = typer.Option(False, "--yes", help="Do it (without it, only say what would be done)."),
+    force: bool = typer.Option(False, "--force", help="Skip the check that the worker group has no members."),
+) -> None:
+    """Rebuild Redis from Kafka: clear aiyield's state; restarted workers re-apply every retained event.
+
+    Stop every worker first; start them again afterwards. What is and is not restored: docs/RELIABILITY.md.
+    """
+    import redis
+
+    from aiyield.rebuild import RebuildError, rebuild as do_rebuild, worker_group
+
+    settings = _require(_settings())
+    if not yes:
+        console.print(
+            f"would delete the consumer group {worker_group(settings)!r} and aiyield's state in "
+            f"{redact_url(settings.redis)} (keeping the gateway's OTLP state), so that workers re-read every topic "
+            "from its oldest record. Stop every worker, then run again with --yes."
+        )
+        raise typer.Exit(1)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    try:
+        done = do_rebuild(settings, client, force=force)
+    except RebuildError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    group = f"deleted consumer group {worker_group(settings)!r}" if done.deleted_group else "no consumer group to delete"
+    out.print(f"{group}; deleted {done.deleted_keys} Redis keys. Start the workers: they re-apply every retained "
+              f"event of {settings.events_topic}.")
 
 
 @app.command()
