@@ -90,25 +90,32 @@ def test_worker_sigkill_at_random_moments_under_load(isolated_env, tmp_path):
     pipeline = Pipeline({**isolated_env, "AIYIELD_BATCH_MESSAGES": "3"}, tmp_path)
     try:
         events = workload(int(time.time()), N_EVENTS, DUPLICATES, REPOS)
-        chunks = [events[i : i + 400] for i in range(0, len(events), 400)]
+        chunks = [events[i : i + 50] for i in range(0, len(events), 50)]
         pace = random.Random(SEED + 1)
+        killing = threading.Event()
+        killing.set()
+        sent = []
 
-        def produce() -> None:  # events keep arriving while workers die
+        def produce() -> None:  # events keep arriving while workers die; the rest at once when the kills are over
             for chunk in chunks:
                 pipeline.send(chunk)
-                time.sleep(pace.uniform(0, 0.3))
+                sent.append(len(chunk))
+                if killing.is_set():
+                    time.sleep(pace.uniform(0.1, 0.5))
 
         producer = threading.Thread(target=produce)
         producer.start()
         at_kill = []
         for _ in range(KILLS):
             worker = pipeline.start_worker()
-            # Anywhere from before the group join (~3 s) to well into processing.
-            time.sleep(rng.uniform(0.5, 8.0))
+            # A worker takes ~5 s to start and join: from just before its first batch to well into processing.
+            time.sleep(rng.uniform(3.0, 10.0))
             kill(worker)
-            at_kill.append(accepted(pipeline))
+            at_kill.append((sum(sent), accepted(pipeline)))
+        killing.clear()
         producer.join()
-        print(f"accepted at each kill: {at_kill}")
+        print(f"(sent, accepted) at each kill: {at_kill}")
+        assert at_kill[-1][0] < len(events), "every event was sent before the last kill: not under load"
         pipeline.start_worker()
         wait_for(lambda: finished(pipeline), 240, "the last worker to finish")
         time.sleep(2)  # anything double-applied after the last event would show up here
