@@ -117,7 +117,7 @@ def test_worker_sigkill_at_random_moments_under_load(isolated_env, tmp_path):
         print(f"(sent, accepted) at each kill: {at_kill}")
         assert at_kill[-1][0] < len(events), "every event was sent before the last kill: not under load"
         pipeline.start_worker()
-        wait_for(lambda: finished(pipeline), 240, "the last worker to finish")
+        wait_for(lambda: finished(pipeline), 240 * SCALE, "the last worker to finish")
         time.sleep(2)  # anything double-applied after the last event would show up here
         assert_exact(pipeline, N_EVENTS, DUPLICATES, REPOS)
     finally:
@@ -141,7 +141,7 @@ def test_redis_killed_and_restarted_mid_stream(isolated_env, tmp_path):
         server = valkey(tmp_path / "redis", port, 1)  # same port, same append-only file
         before = accepted(pipeline)
         assert before < N_EVENTS, "Redis came back after the worker had finished: not mid-stream"
-        wait_for(lambda: finished(pipeline), 240, "the worker to finish after Redis came back")
+        wait_for(lambda: finished(pipeline), 240 * SCALE, "the worker to finish after Redis came back")
         time.sleep(2)
         assert_exact(pipeline, N_EVENTS, DUPLICATES, REPOS)
         assert worker.poll() is None and len(pipeline.workers) == 1  # the same worker rode it out
