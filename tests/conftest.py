@@ -1,4 +1,5 @@
-"""Shared fixtures: real services (embedded by default, AIYIELD_KAFKA / AIYIELD_REDIS when set), started once."""
+"""Shared fixtures: real services started once (configured, Apache Kafka and Redis in containers, or embedded: see
+tests/services.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,32 @@ import pytest
 _databases = itertools.count(1)
 
 
+_decision = None
+
+
+def services_decision():
+    """Configured services, Apache Kafka and Redis in containers (Docker reachable), or the embedded ones; decided
+    once per session (tests/services.py)."""
+    global _decision
+    if _decision is None:
+        from tests.services import choose
+
+        _decision = choose(os.environ)
+    return _decision
+
+
+def pytest_report_header(config):
+    decision = services_decision()
+    return f"aiyield services: {decision.kind} ({decision.reason})"
+
+
 @pytest.fixture(scope="session")
 def services():
     """Kafka bootstrap and Redis URL for the whole session."""
-    kafka, redis_url = os.environ.get("AIYIELD_KAFKA"), os.environ.get("AIYIELD_REDIS")
-    if kafka and redis_url:
-        yield kafka, redis_url
-        return
-    from aiyield.embedded import embedded_services
+    from tests.services import session_services
 
-    with embedded_services(want_kafka=not kafka, want_redis=not redis_url) as svc:
-        yield kafka or svc.kafka, redis_url or svc.redis
+    with session_services(services_decision(), os.environ) as found:
+        yield found
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | hook`."""
+"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild | hook`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aiyield.settings import Settings, SettingsError
+from aiyield.settings import Settings, SettingsError, redact_url
 
 app = typer.Typer(help="aiyield: what your AI coding tools actually ship.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -98,7 +98,7 @@ def exporter(
     _logging(log_level)
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
     serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps,
-          waste_grace=settings.waste_grace_seconds)
+          waste_grace=settings.waste_grace_seconds, **settings.redis_client_options())
     console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
     _terminate_on_sigterm()
     try:
@@ -125,8 +125,8 @@ def send(
     lines = [n for n, line in enumerate(body.splitlines(), 1) if line.strip()]
     good, bad = parse_items(decode_lines(body), time.time(), Pseudonymiser(settings.pseudonym_key.encode()))
     rejected = [(lines[r.index], r.error) for r in bad]
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
     try:
         publisher.publish_events(settings.events_topic, good)
         if rejected:
@@ -154,8 +154,8 @@ def simulate(
     from aiyield.kafka import Publisher, ensure_topics
 
     settings = _require(_settings(), redis=False)
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
-    publisher = Publisher(settings.kafka)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
     _terminate_on_sigterm()
     try:
         _simulate(publisher, settings, rate, duration, seed, show_metrics=False, check=lambda: None)
@@ -203,7 +203,7 @@ def _snapshot_reader(settings: Settings):
 
     from aiyield.readout import read_snapshot
 
-    client = redis.Redis.from_url(settings.redis, socket_timeout=2)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=2, **settings.redis_client_options())
     return lambda: read_snapshot(client, time.time())
 
 
@@ -245,7 +245,7 @@ def report(
         console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
         raise typer.Exit(2)
     settings = _require(_settings(), kafka=False)
-    snap = read_snapshot(redis.Redis.from_url(settings.redis), time.time())
+    snap = read_snapshot(redis.Redis.from_url(settings.redis, **settings.redis_client_options()), time.time())
     if month:
         teams = snap.month(settings.budgets)
         detail = snap.month(settings.budgets, by=("team", "tool", "model"))
@@ -283,6 +283,38 @@ def _print_rows(format: Format, key: str, rows: list, meta: dict, title: str) ->
 
 
 @app.command()
+def rebuild(
+    yes: bool = typer.Option(False, "--yes", help="Do it (without it, only say what would be done)."),
+    force: bool = typer.Option(False, "--force", help="Skip the check that the worker group has no members."),
+) -> None:
+    """Rebuild Redis from Kafka: clear aiyield's state; restarted workers re-apply every retained event.
+
+    Stop every worker first; start them again afterwards. What is and is not restored: docs/RELIABILITY.md.
+    """
+    import redis
+
+    from aiyield.rebuild import RebuildError, rebuild as do_rebuild, worker_group
+
+    settings = _require(_settings())
+    if not yes:
+        console.print(
+            f"would delete the consumer group {worker_group(settings)!r} and aiyield's state in "
+            f"{redact_url(settings.redis)} (keeping the gateway's OTLP state), so that workers re-read every topic "
+            "from its oldest record. Stop every worker, then run again with --yes."
+        )
+        raise typer.Exit(1)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    try:
+        done = do_rebuild(settings, client, force=force)
+    except RebuildError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    group = f"deleted consumer group {worker_group(settings)!r}" if done.deleted_group else "no consumer group to delete"
+    out.print(f"{group}; deleted {done.deleted_keys} Redis keys. Start the workers: they re-apply every retained "
+              f"event of {settings.events_topic}.")
+
+
+@app.command()
 def up(
     simulate: bool = typer.Option(False, "--simulate", help="Feed a synthetic organisation's events."),
     rate: float = typer.Option(200.0, help="Simulated events per second."),
@@ -314,13 +346,13 @@ def up(
             table.add_row("metrics", running.metrics_url)
             table.add_row("gateway", f"{running.gateway_url}/v1/events")
             table.add_row("kafka", settings.kafka)
-            table.add_row("redis", settings.redis)
+            table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
             if simulate:
-                publisher = Publisher(settings.kafka)
+                publisher = Publisher(settings.kafka_client_config())
                 stack.callback(publisher.close)
                 _simulate(publisher, settings, rate, duration, seed=7, show_metrics=True, check=running.check)
             else:

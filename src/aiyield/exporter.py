@@ -179,22 +179,24 @@ def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = fina
 
 def build_registry(
     redis_url: str, clock: Callable[[], float] = time.time, budgets: Budgets = Budgets(), caps: Caps = Caps(),
-    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> CollectorRegistry:
+    """`options`: more `Redis.from_url` arguments (TLS: `Settings.redis_client_options()`)."""
     registry = CollectorRegistry(auto_describe=False)
     errors = Counter(
         "aiyield_exporter_scrape_errors", "Scrapes that failed because Redis could not be read.", registry=registry
     )
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, **options)
     registry.register(AiyieldCollector(client, clock, errors, budgets, caps, waste_grace))
     return registry
 
 
 def serve(
     redis_url: str, port: int, host: str = "0.0.0.0", budgets: Budgets = Budgets(), caps: Caps = Caps(),
-    waste_grace: float = finance.DEFAULT_GRACE_SECONDS,
+    waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> tuple[object, threading.Thread]:
     """Serve /metrics on a background thread; returns (server, thread) so callers can shut it down."""
     from prometheus_client import start_http_server
 
-    return start_http_server(port, addr=host, registry=build_registry(redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace))
+    return start_http_server(port, addr=host, registry=build_registry(
+        redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace, **options))

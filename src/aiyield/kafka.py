@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 import uuid
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,9 +30,20 @@ class PublishError(RuntimeError):
     pass
 
 
-def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+#: Where a client connects: bootstrap servers, or a whole client configuration with transport security
+#: (`Settings.kafka_client_config()`).
+KafkaConfig = str | Mapping[str, Any]
+
+
+def client_config(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
+    """librdkafka configuration from bootstrap servers or a full configuration, with `extra` options on top."""
+    base = {"bootstrap.servers": kafka} if isinstance(kafka, str) else dict(kafka)
+    return {**base, **extra}
+
+
+def ensure_topics(kafka: KafkaConfig, topics: Sequence[str], partitions: int) -> None:
     """Create the topics that do not exist yet (idempotent; safe from several processes)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(kafka))
     existing = admin.list_topics(timeout=10).topics
     wanted = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
     if not wanted:
@@ -93,8 +104,8 @@ class Readiness:
     (each librdkafka client holds threads and connections; a flood of them slowed ingest 25x).
     """
 
-    def __init__(self, bootstrap: str, ttl: float = 5.0, timeout: float = 2.0) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConfig, ttl: float = 5.0, timeout: float = 2.0) -> None:
+        self._kafka = kafka
         self._ttl = ttl
         self._timeout = timeout
         self._admin: AdminClient | None = None
@@ -109,7 +120,7 @@ class Readiness:
         self.checks += 1
         try:
             if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self._bootstrap, "log_level": 0})
+                self._admin = AdminClient(client_config(self._kafka, log_level=0))
             self._admin.list_topics(timeout=self._timeout)
             return True
         except KafkaException:
@@ -129,10 +140,10 @@ class Readiness:
 class Publisher:
     """A confluent-kafka producer with blocking and asyncio-friendly acknowledged publishing."""
 
-    def __init__(self, bootstrap: str, timeout: float = 30.0, **config: Any) -> None:
+    def __init__(self, kafka: KafkaConfig, timeout: float = 30.0, **config: Any) -> None:
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
+                **client_config(kafka),
                 "acks": "all",
                 "linger.ms": 5,
                 # librdkafka retries until this delivery timeout (default 5 minutes): a caller waiting on the

@@ -54,7 +54,9 @@ def state_file(env: Mapping[str, str] | None = None) -> Path:
 
 def write_state(path: Path, kafka: str, redis: str, pid: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"kafka": kafka, "redis": redis, "pid": pid}))
+    # Owner-only: a Redis URL may carry an ACL password (rediss://user:pass@host).
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(json.dumps({"kafka": kafka, "redis": redis, "pid": pid}))
 
 
 def read_state(path: Path) -> dict[str, str]:
@@ -173,7 +175,7 @@ def local_pipeline(
             embedded_services(workdir, want_kafka=not settings.kafka, want_redis=not settings.redis)
         )
         settings = settings.with_overrides(kafka=settings.kafka or services.kafka, redis=settings.redis or services.redis)
-        ensure_topics(settings.kafka, settings.topics, settings.partitions)
+        ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
         path = state_file()
         write_state(path, settings.kafka, settings.redis, os.getpid())
         stack.callback(lambda: path.unlink(missing_ok=True))

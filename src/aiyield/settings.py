@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Mapping
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from aiyield.core.cardinality import Caps
 from aiyield.core.crediting import Policy
@@ -22,6 +23,10 @@ JOIN_TOPIC = "aiyield.join"
 
 #: Development fallback for the pseudonym key; the worker and gateway warn loudly when it is in use.
 DEV_PSEUDONYM_KEY = "aiyield-development-key-change-me"
+
+#: `AIYIELD_KAFKA_SECURITY_PROTOCOL` values (Kafka's `security.protocol`) and SASL mechanisms aiyield passes on.
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 class SettingsError(ValueError):
     """A configuration mistake, reported at start-up with the variable's name."""
@@ -82,6 +87,60 @@ class Settings:
     caps: Caps = field(default_factory=Caps)
     #: A team that has never shipped is judged for usage without output once active this long (core/finance.py).
     waste_grace_seconds: float = 900.0
+    #: Kafka transport security, applied to every Kafka client (`kafka_client_config`, `faust_broker_credentials`).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str = _secret()
+    #: CA bundle (PEM) that signs the brokers' certificates; the system's trust store when unset.
+    kafka_ssl_cafile: str | None = None
+    #: CA bundle (PEM) for a `rediss://` Redis; Redis user and password travel in the URL (`rediss://user:pass@host`).
+    redis_ca_file: str | None = None
+
+    def __repr__(self) -> str:
+        # Secret fields are left out (repr=False) and a password inside the Redis URL is masked.
+        shown = ", ".join(
+            f"{f.name}={redact_url(getattr(self, f.name)) if f.name == 'redis' else getattr(self, f.name)!r}"
+            for f in fields(self) if f.repr
+        )
+        return f"Settings({shown})"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) configuration of every producer, consumer and admin client: the bootstrap
+        servers plus transport security. The one place these settings become client options."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_security_protocol.startswith("SASL_"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = self.kafka_ssl_cafile
+        return config
+
+    def faust_broker_credentials(self) -> Any:
+        """The same security for the faust worker (its aiokafka clients): faust's `broker_credentials`, or None."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if self.kafka_security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_security_protocol == "SSL":
+            return faust.SSLCredentials(context)
+        return faust.SASLCredentials(
+            username=self.kafka_sasl_username, password=self.kafka_sasl_password, ssl_context=context,
+            mechanism=self.kafka_sasl_mechanism,
+        )
+
+    def redis_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for `Redis.from_url(settings.redis, ...)` beyond the URL (which carries the scheme,
+        `rediss://` for TLS, and the ACL user and password)."""
+        return {"ssl_ca_certs": self.redis_ca_file} if self.redis_ca_file else {}
 
     @property
     def events_topic(self) -> str:
@@ -133,9 +192,11 @@ class Settings:
                 raise SettingsError(f"AIYIELD_{name} must be >= {minimum}, got {raw}")
             kw[name.lower()] = value
 
-        for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE", "GATEWAY_HOST"):
+        for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE", "GATEWAY_HOST",
+                     "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "REDIS_CA_FILE"):
             if get(name) is not None:
                 kw[name.lower()] = get(name)
+        _transport_security(get, kw)
         number("PARTITIONS", int, 1)
         number("GATEWAY_PORT", int, 0)
         number("METRICS_PORT", int, 0)
@@ -202,6 +263,47 @@ def ai_trailers_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]
         return parse_trailers(raw)
     except ValueError as exc:
         raise SettingsError(f"AIYIELD_AI_TRAILERS: {exc}") from None
+
+
+def _transport_security(get, kw: dict) -> None:
+    """Check the Kafka and Redis security settings together, naming the variable at fault."""
+    protocol = (get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise SettingsError(f"AIYIELD_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+    kw["kafka_security_protocol"] = protocol
+    mechanism = (get("KAFKA_SASL_MECHANISM") or "PLAIN").upper()
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        raise SettingsError(f"AIYIELD_KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+    kw["kafka_sasl_mechanism"] = mechanism
+    if protocol.startswith("SASL_"):
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            if get(name) is None:
+                raise SettingsError(f"AIYIELD_KAFKA_SECURITY_PROTOCOL={protocol} needs AIYIELD_{name}")
+    elif get("KAFKA_SASL_USERNAME") or get("KAFKA_SASL_PASSWORD"):
+        raise SettingsError(f"AIYIELD_KAFKA_SASL_USERNAME/PASSWORD are set but AIYIELD_KAFKA_SECURITY_PROTOCOL={protocol} "
+                            "uses no SASL: set it to SASL_SSL (or SASL_PLAINTEXT)")
+    if get("KAFKA_SSL_CAFILE") and not protocol.endswith("SSL"):
+        raise SettingsError(f"AIYIELD_KAFKA_SSL_CAFILE is set but AIYIELD_KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS")
+    for name in ("KAFKA_SSL_CAFILE", "REDIS_CA_FILE"):
+        if get(name) is not None and not os.path.isfile(get(name)):
+            raise SettingsError(f"AIYIELD_{name}={get(name)!r} is not a readable file")
+    redis_url = get("REDIS")
+    if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"AIYIELD_REDIS={redact_url(redis_url)!r}: expected a redis://, rediss:// or unix:// URL")
+    if get("REDIS_CA_FILE") and redis_url is not None and urlsplit(redis_url).scheme != "rediss":
+        raise SettingsError("AIYIELD_REDIS_CA_FILE is set but AIYIELD_REDIS is not a rediss:// (TLS) URL")
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL fit for logs and `repr`: its password replaced by `***`."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _boolean(name: str, raw: str) -> bool:

@@ -194,9 +194,10 @@ return #KEYS
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **options) -> None:
+        """`options`: more `from_url` arguments (TLS: `Settings.redis_client_options()`)."""
         self.url = url
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10)
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10, **options)
         self._mark_seen = self.redis.register_script(_MARK_SEEN)
         self._incr_hashes = self.redis.register_script(_INCR_HASHES)
         self._add_hlls = self.redis.register_script(_ADD_HLLS)

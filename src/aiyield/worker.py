@@ -47,9 +47,10 @@ def create_app(settings: Settings, datadir: str | None = None) -> faust.App:
         broker_heartbeat_interval=1.0,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_acks=-1,
+        broker_credentials=settings.faust_broker_credentials(),
         broker_commit_interval=1.0,
     )
-    store = RedisStore(settings.redis)
+    store = RedisStore(settings.redis, **settings.redis_client_options())
 
     async def publish(topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None) -> None:
         futures = [
@@ -99,7 +100,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     if settings.using_dev_pseudonym_key:
         log.warning("AIYIELD_PSEUDONYM_KEY is not set: using the built-in development key (not for production)")
-    ensure_topics(settings.kafka, settings.topics, settings.partitions)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -21,21 +21,22 @@ DUPLICATES = 2_000
 REPOS = 150
 
 
-def workload(now: int) -> list[dict]:
+def workload(now: int, n_events: int = EVENTS, duplicates: int = DUPLICATES, repos: int = REPOS) -> list[dict]:
+    """Token events (with re-sent duplicates) and, per repo, a task that ships: the fault tests' workload too."""
     events = [
         {
             "type": "token", "id": f"e{i}", "ts": now - (i % 3000), "team": f"team-{i % 4}", "tool": "claude-code",
             "model": "claude-sonnet-4", "input_tokens": 10 + i % 7, "output_tokens": 3, "cost_usd": 0.001,
             "developer": f"dev-{i % 50}",
         }
-        for i in range(EVENTS)
+        for i in range(n_events)
     ]
     # Re-sent events, interleaved: each must count once as a duplicate and add nothing.
-    for j in range(DUPLICATES):
+    for j in range(duplicates):
         events.insert(j * 20 + 10, dict(events[j * 20]))
     # Work that ships: per repo a task, its push and a head-only production deployment, spread through the stream
     # so the join runs (and is killed) mid-stream too.
-    for r in range(REPOS):
+    for r in range(repos):
         commit = hashlib.sha1(f"c{r}".encode()).hexdigest()
         repo = f"acme/repo-{r}"
         shipped = [
@@ -46,7 +47,7 @@ def workload(now: int) -> list[dict]:
              "environment": "production", "status": "succeeded", "head": commit},
         ]
         for k, event in enumerate(shipped):
-            events.insert((r * 3 + k) * len(events) // (REPOS * 3 + 1), event)
+            events.insert((r * 3 + k) * len(events) // (repos * 3 + 1), event)
     return events
 
 
@@ -75,30 +76,30 @@ def credited(pipeline) -> float:
     )
 
 
-def expected_input_tokens() -> int:
-    return sum(10 + i % 7 for i in range(EVENTS))
+def expected_input_tokens(n_events: int = EVENTS) -> int:
+    return sum(10 + i % 7 for i in range(n_events))
 
 
-def assert_exact(pipeline) -> None:
-    assert pipeline.events_total("token", "accepted") == EVENTS
-    assert pipeline.events_total("token", "duplicate") == DUPLICATES
+def assert_exact(pipeline, n_events: int = EVENTS, duplicates: int = DUPLICATES, repos: int = REPOS) -> None:
+    assert pipeline.events_total("token", "accepted") == n_events
+    assert pipeline.events_total("token", "duplicate") == duplicates
     m = pipeline.metrics()
     spend = sum(v for (name, labels), v in m.items() if name == "aiyield_spend_usd" and ("window", "30d") in labels)
-    assert spend == pytest.approx(EVENTS * 0.001, abs=1e-9)
+    assert spend == pytest.approx(n_events * 0.001, abs=1e-9)
     tokens = sum(
         v for (name, labels), v in m.items()
         if name == "aiyield_tokens" and ("window", "30d") in labels and ("type", "input") in labels
     )
-    assert tokens == expected_input_tokens()
+    assert tokens == expected_input_tokens(n_events)
     devs = sum(v for (name, labels), v in m.items() if name == "aiyield_active_developers" and ("window", "30d") in labels)
-    assert devs == len({(i % 4, i % 50) for i in range(EVENTS)})  # distinct developers per team, summed
+    assert devs == len({(i % 4, i % 50) for i in range(n_events)})  # distinct developers per team, summed
     nd = sum(v for (name, labels), v in m.items() if name == "aiyield_normalized_deployments" and ("window", "30d") in labels)
-    assert nd == REPOS
+    assert nd == repos
     shipped = sum(
         v for (name, labels), v in m.items()
         if name == "aiyield_tasks" and ("window", "30d") in labels and ("status", "shipped") in labels
     )
-    assert shipped == REPOS
+    assert shipped == repos
 
 
 @pytest.mark.parametrize("kills", [1, 3])

@@ -20,11 +20,12 @@ MAX_FUTURE_SECONDS = 300.0
 #: of many of them still fits the store's 64-bit counters.
 MAX_COUNT = 2**53 - 1
 MAX_COST_USD = 1e6
+MAX_NAME_CHARS = 256
 # No control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) anywhere in a string.
 _NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_NO_CONTROL)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS, pattern=_NO_CONTROL)]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
 Sha = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{7,64}$")]
 Cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
@@ -36,12 +37,24 @@ def clean_name(value: str) -> str:
 
     Look-alikes then name the same team, tool or model: `ｐａｙｍｅｎｔｓ` is `payments`, and a zero-width space
     cannot split a team in two or hide a model from the price table. ASCII, the common case, is returned as is.
+    Normalised to a fixed point: removing a format character can let NFKC compose what it separated
+    (`e`, U+200B, U+0301 becomes `é` only on a second pass), and the gateway's output is validated again by the
+    worker, so both must see the same name. The bounds hold after normalising too (U+FDFA alone is 18 characters).
     """
     if value.isascii():
         return value
-    text = "".join(ch for ch in unicodedata.normalize("NFKC", value) if unicodedata.category(ch) != "Cf")
+    text = value
+    for _ in range(4):
+        normal = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+        if normal == text:
+            break
+        text = normal
     if not text:
         raise ValueError(f"{value!r} is empty once normalised")
+    if len(text) > MAX_NAME_CHARS:
+        raise ValueError(f"longer than {MAX_NAME_CHARS} characters once normalised (NFKC)")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValueError("contains control characters once normalised (NFKC)")
     return text
 
 

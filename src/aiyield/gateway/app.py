@@ -101,7 +101,7 @@ def run_gateway(settings: Settings) -> None:
     if settings.using_dev_pseudonym_key:
         log.warning("AIYIELD_PSEUDONYM_KEY is not set: using the built-in development key (not for production)")
     try:
-        ensure_topics(settings.kafka, settings.topics, settings.partitions)
+        ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
     except KafkaException as exc:  # the gateway starts anyway; /readyz reports Kafka until it is back
         log.warning("could not check or create topics (%s): Kafka unreachable? /readyz will tell", exc)
     asyncio.run(_serve(settings, authenticator))
@@ -109,9 +109,9 @@ def run_gateway(settings: Settings) -> None:
 
 async def _serve(settings: Settings, authenticator: Authenticator) -> None:
     loop = asyncio.get_running_loop()
-    publisher = Publisher(settings.kafka, timeout=settings.publish_timeout_seconds)
-    redis_client = aioredis.Redis.from_url(settings.redis)
-    readiness = Readiness(settings.kafka, ttl=settings.ready_cache_seconds)
+    publisher = Publisher(settings.kafka_client_config(), timeout=settings.publish_timeout_seconds)
+    redis_client = aioredis.Redis.from_url(settings.redis, **settings.redis_client_options())
+    readiness = Readiness(settings.kafka_client_config(), ttl=settings.ready_cache_seconds)
     app = create_app(settings, publisher, RedisCumulativeState(redis_client), readiness, authenticator)
     # An answer given before the body was read (401, 429, 413) leaves the body unread: it is discarded, never kept,
     # for at most LINGER_SECONDS (so the client can read the answer), then the connection is closed.

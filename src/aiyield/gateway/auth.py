@@ -23,10 +23,10 @@ import enum
 import fnmatch
 import hashlib
 import hmac
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from aiyield.core.events import clean_name
 from aiyield.settings import Settings, SettingsError
 
 _GITHUB_PREFIX = "sha256="
@@ -107,8 +107,11 @@ def parse_ingest_tokens(entries: tuple[str, ...]) -> tuple[IngestToken, ...]:
                     raise SettingsError(
                         f"AIYIELD_INGEST_TOKENS entry {n}: scope {part!r} is not team=NAME or repo=GLOB"
                     )
-                # Event names are NFKC-normalised by the validator: so are the scope's, or they could never match.
-                value = unicodedata.normalize("NFKC", value)
+                # Event names are normalised by the validator: so are the scope's, by the same function.
+                try:
+                    value = clean_name(value)
+                except ValueError as exc:
+                    raise SettingsError(f"AIYIELD_INGEST_TOKENS entry {n}: scope {part!r}: {exc}") from None
                 if kind == "team":
                     teams.add(value)
                 else:
