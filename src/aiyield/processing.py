@@ -74,14 +74,15 @@ class Processor:
         dead: list[bytes] = []
         joins: dict[str, list[Event]] = defaultdict(list)
         for record in records:
-            good, bad = parse_message(record.value, now, self.pseudonymise)
+            # The record's own time is its arrival: "too far in the future" and "too late to join" are judged
+            # against it, so a replay (a restart, `aiyield rebuild`) decides exactly as the first pass did.
+            arrival = record.timestamp or now
+            good, bad = parse_message(record.value, arrival, self.pseudonymise)
             decoded[(record.partition, record.offset)] = good
             where = f"{record.topic}:{record.partition}:{record.offset}"
             if bad:
                 log.info("%d invalid event(s) at %s, first: %s", len(bad), where, bad[0].error.reason)
                 dead += dead_letters(bad, "worker", where)
-            # The record's own time is its arrival: deterministic on a replay, unlike the clock.
-            arrival = record.timestamp or now
             for event in good:
                 if crediting.is_relevant(event) and not self.policy.too_late(event.ts, arrival):
                     joins[crediting.partition_key(event)].append(event)  # type: ignore[arg-type]
