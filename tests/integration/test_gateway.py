@@ -174,12 +174,14 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     meter = provider.get_meter("com.anthropic.claude_code")
     tokens = meter.create_counter("claude_code.token.usage", unit="tokens")
     cost = meter.create_counter("claude_code.cost.usage", unit="USD")
-    other = meter.create_counter("claude_code.lines_of_code.count")
+    lines = meter.create_counter("claude_code.lines_of_code.count")
+    other = meter.create_counter("claude_code.session.count")
     attrs = {"model": "claude-sonnet-4-5"}
     tokens.add(1000, {**attrs, "type": "input"})
     tokens.add(200, {**attrs, "type": "output"})
     cost.add(0.25, attrs)
-    other.add(5, {"type": "added"})
+    lines.add(5, {"type": "added"})
+    other.add(1)
     assert provider.force_flush()
     tokens.add(500, {**attrs, "type": "input"})  # the next export re-sends the cumulative total 1500
     cost.add(0.25, attrs)
@@ -191,6 +193,7 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     pipeline.wait_value("aiyield_tokens", 1500, type="input", **labels)
     pipeline.wait_value("aiyield_spend_usd", 0.5, **labels)
     assert pipeline.value("aiyield_tokens", type="output", **labels) == 200
+    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", type="added", window="1h")
     with urllib.request.urlopen(gateway + "/metrics") as response:
         text = response.read().decode()
     assert 'aiyield_gateway_ignored_total{source="otlp_metrics"}' in text
