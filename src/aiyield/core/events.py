@@ -100,6 +100,8 @@ class TaskEvent(BaseEvent, tag="task"):
     repo: Name | None = None
     commits: list[Sha] = []
     ai_lines: Count | None = None
+    #: Where `ai_lines` came from: `notes` (line-level authorship notes) or `trailer` (an AI co-author trailer).
+    ai_lines_source: Literal["notes", "trailer"] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
