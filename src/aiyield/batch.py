@@ -19,7 +19,7 @@ from aiyield import keys
 from aiyield.core import crediting
 from aiyield.core.crediting import Loaded, Need, Policy
 from aiyield.core.cardinality import LABELS, Caps, admit
-from aiyield.core.events import EVENT_TYPES, Event, TaskEvent, TokenEvent
+from aiyield.core.events import EVENT_TYPES, ContextEvent, Event, TaskEvent, TokenEvent
 from aiyield.core.measures import Measure, measure, measure_delta
 from aiyield.core.windows import series
 from aiyield.core.pricing import PriceTable
@@ -38,10 +38,10 @@ def _status_key(event: Event) -> str | None:
 
 
 def _labelled(event: Event) -> dict[str, str]:
-    """The guarded names an event carries: team and tool (token and task events), model (token events)."""
+    """The guarded names an event carries: team and tool (token, task and context events), model (token events)."""
     if isinstance(event, TokenEvent):
         return {"team": event.team, "tool": event.tool, "model": event.model}
-    if isinstance(event, TaskEvent):
+    if isinstance(event, (TaskEvent, ContextEvent)):
         return {"team": event.team, "tool": event.tool}
     return {}
 

@@ -369,6 +369,10 @@ from aiyield.plugins.hooks import hook_app  # noqa: E402 - mounted after the com
 
 app.add_typer(hook_app, name="hook", help="Git and Claude Code hooks that report AI tasks with their commits.")
 
+from aiyield.plugins.provenance import provenance as _provenance  # noqa: E402
+
+app.command("provenance")(_provenance)
+
 
 def main() -> None:
     app()

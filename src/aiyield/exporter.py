@@ -117,6 +117,7 @@ def metric_families(
         for (label,), amount in snap.series(window, Measure.OVERFLOW):
             overflow.add_metric([label, window], amount)
     yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested, overflow)
+    yield from context_families(snap)
     yield from finance_families(snap, budgets, waste_grace)
 
     events = CounterMetricFamily("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"])
@@ -130,6 +131,31 @@ def metric_families(
     for event_type, ts in sorted(snap.last_ts.items()):
         last.add_metric([event_type], ts)
     yield last
+
+
+#: Context metrics (Measure.CONTEXT): family name, help, the `metric` values it shows and the label they take.
+CONTEXT_FAMILIES = (
+    ("aiyield_tool_lines", "Lines of code the tool reports it wrote, over the window (Claude Code).",
+     {"lines_added": "added", "lines_removed": "removed"}),
+    ("aiyield_tool_commits", "Commits the tool reports it made, over the window (Claude Code).", {"commits": None}),
+    ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened, over the window (Claude Code).",
+     {"pull_requests": None}),
+)
+
+
+def context_families(snap: Snapshot) -> Iterable[Metric]:
+    """What tools report they produced, per team and tool: context beside spend, never credit (no per-person label)."""
+    families = []
+    for name, doc, kinds in CONTEXT_FAMILIES:
+        typed = any(kinds.values())
+        family = GaugeMetricFamily(name, doc, labels=["team", "tool", *(["type"] if typed else []), "window"])
+        for window in WINDOWS:
+            for (team, tool, metric), amount in snap.series(window, Measure.CONTEXT):
+                if metric in kinds:
+                    family.add_metric([team, tool, *([kinds[metric]] if typed else []), window], amount)
+        if family.samples:  # absent until a tool reports them
+            families.append(family)
+    return families
 
 
 def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Metric]:

@@ -31,6 +31,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     Measure.AI_LINES: ("team", "tool"),
     Measure.AI_LINES_TASKS: ("team", "tool"),
     Measure.OVERFLOW: ("label",),
+    Measure.CONTEXT: ("team", "tool", "metric"),
 }
 
 #: The hourly-bucket window the spike and waste baselines read bucket by bucket; the minute-bucket window that dates

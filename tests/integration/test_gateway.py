@@ -23,13 +23,13 @@ GITLAB_TOKEN = "gl-token"
 INGEST_TOKEN = "ingest-token-1"
 
 
-def post(url: str, body: bytes | dict | list, headers: dict | None = None) -> tuple[int, dict | bytes]:
+def post(url: str, body: bytes | dict | list, headers: dict | None = None, timeout: float = 30) -> tuple[int, dict | bytes]:
     if not isinstance(body, bytes):
         body = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", **(headers or {})}
     request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
@@ -174,12 +174,14 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     meter = provider.get_meter("com.anthropic.claude_code")
     tokens = meter.create_counter("claude_code.token.usage", unit="tokens")
     cost = meter.create_counter("claude_code.cost.usage", unit="USD")
-    other = meter.create_counter("claude_code.lines_of_code.count")
+    lines = meter.create_counter("claude_code.lines_of_code.count")
+    other = meter.create_counter("claude_code.session.count")
     attrs = {"model": "claude-sonnet-4-5"}
     tokens.add(1000, {**attrs, "type": "input"})
     tokens.add(200, {**attrs, "type": "output"})
     cost.add(0.25, attrs)
-    other.add(5, {"type": "added"})
+    lines.add(5, {"type": "added"})
+    other.add(1)
     assert provider.force_flush()
     tokens.add(500, {**attrs, "type": "input"})  # the next export re-sends the cumulative total 1500
     cost.add(0.25, attrs)
@@ -191,6 +193,7 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     pipeline.wait_value("aiyield_tokens", 1500, type="input", **labels)
     pipeline.wait_value("aiyield_spend_usd", 0.5, **labels)
     assert pipeline.value("aiyield_tokens", type="output", **labels) == 200
+    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", type="added", window="1h")
     with urllib.request.urlopen(gateway + "/metrics") as response:
         text = response.read().decode()
     assert 'aiyield_gateway_ignored_total{source="otlp_metrics"}' in text
@@ -246,7 +249,8 @@ def test_finding_3_a_million_empty_objects_get_a_short_answer_and_batched_dead_l
     url = pipeline.start_gateway(AIYIELD_MAX_BODY_BYTES=str(8 * 1024 * 1024))
     pipeline.start_worker()
     body = b"[" + b",".join([b"{}"] * 1_000_000) + b"]"
-    status, answer = post(url + "/v1/events", body, {"Content-Type": "application/json"})
+    # A generous client timeout: validating a million items takes tens of seconds on a loaded 2-core machine.
+    status, answer = post(url + "/v1/events", body, {"Content-Type": "application/json"}, timeout=180)
     assert status == 202 and answer["accepted"] == 0 and answer["rejected_count"] == 1_000_000
     assert [r["index"] for r in answer["rejected"]] == list(range(100))
     # A thousand dead-letter messages, each counted item by item by the worker.

@@ -113,6 +113,8 @@ class TaskEvent(BaseEvent, tag="task"):
     repo: Name | None = None
     commits: list[Sha] = []
     ai_lines: Count | None = None
+    #: Where `ai_lines` came from: `notes` (line-level authorship notes) or `trailer` (an AI co-author trailer).
+    ai_lines_source: Literal["notes", "trailer"] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,8 +157,22 @@ class DeploymentEvent(BaseEvent, tag="deployment"):
         self.head = self.head.lower() if self.head else None
 
 
-Event = Union[TokenEvent, TaskEvent, PushEvent, DeploymentEvent]
-EVENT_TYPES = ("token", "task", "push", "deployment")
+class ContextEvent(BaseEvent, tag="context"):
+    """What a tool produced beside what it cost (Claude Code's lines, commits and pull requests), per team and tool.
+
+    Context, not output: it earns no normalized deployment. Made by the gateway from OTLP metrics (§4).
+    """
+
+    _names = ("team", "tool")
+    team: Name
+    tool: Name
+    metric: Literal["lines_added", "lines_removed", "commits", "pull_requests"]
+    value: Count
+    developer: Name | None = None
+
+
+Event = Union[TokenEvent, TaskEvent, PushEvent, DeploymentEvent, ContextEvent]
+EVENT_TYPES = ("token", "task", "push", "deployment", "context")
 
 # float_hook: a number too large for a float (1e400) becomes inf, which the bounds then reject for that one item,
 # instead of failing the whole body or message as malformed JSON.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiyield.core.crediting import Delta
-from aiyield.core.events import Event, TaskEvent, TokenEvent
+from aiyield.core.events import ContextEvent, Event, TaskEvent, TokenEvent
 from aiyield.core.pricing import PriceTable
 from aiyield.core.windows import SCALE, Rollup, series
 
@@ -30,6 +30,7 @@ class Measure(StrEnum):
     AI_LINES = "ai_lines"  # team, tool: AI lines of completed tasks that reported them
     AI_LINES_TASKS = "ai_lines_tasks"  # team, tool: completed tasks that reported ai_lines
     OVERFLOW = "overflow"  # label, cap name: names folded into `other` by the cardinality guard
+    CONTEXT = "context"  # team, tool, metric (lines_added, lines_removed, commits, pull_requests): tools' own counts
 
 
 TOKEN_TYPES = (
@@ -63,7 +64,9 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
             # Lines per task, for the `splitting` waste signal (first report of a task; later ones are not re-counted).
             amounts[series(Measure.AI_LINES, event.team, event.tool)] = event.ai_lines
             amounts[series(Measure.AI_LINES_TASKS, event.team, event.tool)] = 1
-    if isinstance(event, (TokenEvent, TaskEvent)):
+    elif isinstance(event, ContextEvent):
+        amounts[series(Measure.CONTEXT, event.team, event.tool, event.metric)] = event.value
+    if isinstance(event, (TokenEvent, TaskEvent, ContextEvent)):
         rollup.teams.add(event.team)
         rollup.add(event.ts, now, amounts, event.team, event.developer)
     elif amounts:

@@ -30,7 +30,7 @@ from aiyield.core.events import clean_name
 from aiyield.settings import Settings, SettingsError
 
 _GITHUB_PREFIX = "sha256="
-_TEAM_TYPES = frozenset({"token", "task"})
+_TEAM_TYPES = frozenset({"token", "task", "context"})
 _REPO_TYPES = frozenset({"task", "push", "deployment"})
 
 

@@ -10,6 +10,20 @@ Metrics (docs/INTERFACE.md §4), one token event per data point and measure:
 - `claude_code.cost.usage` -> `cost_usd`, as a token event with 0 tokens;
 - `gen_ai.client.token.usage` (histogram, `gen_ai.token.type` input/output) -> token counts from its `sum`.
 
+- the current GenAI conventions' counters `gen_ai.client.inference.usage.input_tokens`, `.output_tokens`,
+  `.cache_read.input_tokens`, `.cache_write.input_tokens` and `.reasoning.output_tokens`: the counters of one call
+  site (resource and point attributes, `gen_ai.token.modality` aside) at one collection time become one token event.
+  Input and output are totals that include their subsets, so `input_tokens` is input minus cache read and write
+  (each counted as its own type) and reasoning, a subset of output billed as output, adds nothing. Model:
+  `gen_ai.request.model` (else `gen_ai.response.model`); `gen_ai.provider.name` stays part of the series identity
+  (two providers serving one model name are two series) but is no label: aiyield's labels are team, tool, model.
+  **The counters win**: a resource that sends them in a request has its `gen_ai.client.token.usage` points of that
+  request ignored (counted as superseded), so a tool emitting both conventions is counted once. (The SDK exports
+  every instrument of a MeterProvider in one request per collection, so both arrive together.)
+- Claude Code's `claude_code.lines_of_code.count` (`type` added/removed), `claude_code.commit.count` and
+  `claude_code.pull_request.count` -> `context` events (`metric` lines_added, lines_removed, commits,
+  pull_requests): what the tool produced, per team and tool, beside what it cost. No spend, no per-person label.
+
 Claude Code reports its own spend, so its token counts carry `cost_usd: 0.0` (counted, never priced) and its spend
 arrives only through `claude_code.cost.usage`: each dollar is counted exactly once, whatever order the two metrics
 arrive in, with no state joining them. GenAI token counts carry no `cost_usd` and are priced by the worker.
@@ -64,7 +78,7 @@ from aiyield.gateway.cumulative import CumulativeState
 
 DEFAULT_TEAM_KEYS: tuple[str, ...] = ("team", "team.id", "team.name")
 _DEVELOPER_KEYS = ("user.account_uuid", "user.id", "user.email")
-_MODEL_KEYS = ("model", "gen_ai.request.model")
+_MODEL_KEYS = ("model", "gen_ai.request.model", "gen_ai.response.model")
 #: Tool or model of a source that does not name it: an event still counts, under a visible placeholder.
 UNKNOWN = "unknown"
 
@@ -125,6 +139,28 @@ _METRICS: dict[str, _Measure] = {
     "claude_code.cost.usage": _Measure(None, {None: "cost_usd"}),
     "gen_ai.client.token.usage": _Measure("gen_ai.token.type", {"input": "input_tokens", "output": "output_tokens"}),
 }
+_LEGACY_GENAI = "gen_ai.client.token.usage"
+_MODALITY = "gen_ai.token.modality"
+
+#: The current GenAI semantic conventions' token counters. Input and output are totals; cache read and write are
+#: subsets of input, reasoning a subset of output ("do not add those subset counters again").
+_INFERENCE: dict[str, _Measure] = {
+    f"gen_ai.client.inference.usage.{suffix}": _Measure(None, {None: kind})
+    for suffix, kind in (
+        ("input_tokens", "input"),
+        ("output_tokens", "output"),
+        ("cache_read.input_tokens", "cache_read"),
+        ("cache_write.input_tokens", "cache_write"),
+        ("reasoning.output_tokens", "reasoning"),
+    )
+}
+
+#: Claude Code's output counters: context metrics per team and tool (events of type `context`, no spend).
+_CONTEXT: dict[str, _Measure] = {
+    "claude_code.lines_of_code.count": _Measure("type", {"added": "lines_added", "removed": "lines_removed"}),
+    "claude_code.commit.count": _Measure(None, {None: "commits"}),
+    "claude_code.pull_request.count": _Measure(None, {None: "pull_requests"}),
+}
 
 
 async def from_otlp_metrics(
@@ -143,12 +179,18 @@ async def from_otlp_metrics(
     """
     request = _decode(body, ExportMetricsServiceRequest(), content_type, content_encoding, max_bytes)
     result = OtlpResult()
+    # Resources that report the current GenAI counters: their older `gen_ai.client.token.usage` is not read.
+    current = {_series_key("", kvs, []) for kvs, _r, metric in _metrics(request) if metric.name in _INFERENCE}
+    usage: dict[tuple, _Usage] = {}
     for resource_kvs, resource, metric in _metrics(request):
         shape = metric.WhichOneof("data")
         points = getattr(metric, shape).data_points if shape else []
-        measure = _METRICS.get(metric.name)
+        measure = _METRICS.get(metric.name) or _CONTEXT.get(metric.name) or _INFERENCE.get(metric.name)
         if measure is None:
             result.ignored[metric.name] += len(points)
+            continue
+        if metric.name == _LEGACY_GENAI and _series_key("", resource_kvs, []) in current:
+            result.ignored[f"{metric.name} (superseded by gen_ai.client.inference.usage.*)"] += len(points)
             continue
         if shape not in ("sum", "histogram", "exponential_histogram"):
             result.ignored[f"{metric.name} ({shape})"] += len(points)
@@ -187,6 +229,18 @@ async def from_otlp_metrics(
                 continue
             if amount == 0:
                 continue
+            if metric.name in _INFERENCE:
+                # Combined per call site and collection below: cache counts are subsets of the input count.
+                rest = {k: v for k, v in attrs.items() if k != _MODALITY}
+                group = (_series_key("", resource_kvs, []), tuple(sorted(rest.items(), key=str)), point.time_unix_nano)
+                usage.setdefault(group, _Usage(point.time_unix_nano, rest, resource)).add(field_name, amount)
+                continue
+            if metric.name in _CONTEXT:
+                result.events.append(_context_event(
+                    stable_id("otlp", series, point.start_time_unix_nano, point.time_unix_nano),
+                    point.time_unix_nano / 1e9, attrs, resource, team_keys, field_name, amount,
+                ))
+                continue
             result.events.append(
                 _token_event(
                     stable_id("otlp", series, point.start_time_unix_nano, point.time_unix_nano),
@@ -197,7 +251,37 @@ async def from_otlp_metrics(
                     measure.event_fields(field_name, amount),
                 )
             )
+    for group, counts in usage.items():
+        if (fields := counts.event_fields()) is not None:
+            result.events.append(_token_event(
+                stable_id("otlp-genai", *group), counts.time / 1e9, counts.attrs, counts.resource, team_keys, fields,
+            ))
     return result
+
+
+@dataclass
+class _Usage:
+    """The GenAI inference counters of one call site (resource and attributes but modality) at one collection."""
+
+    time: int
+    attrs: Mapping[str, Any]
+    resource: Mapping[str, Any]
+    amounts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, kind: str, amount: float) -> None:
+        self.amounts[kind] += amount
+
+    def event_fields(self) -> dict[str, Any] | None:
+        """Token counts: input without its cache subsets (each counted as its own type), output as reported
+        (reasoning is a subset of it, billed as output, and has no type of its own). None when all are zero."""
+        read, write = round(self.amounts["cache_read"]), round(self.amounts["cache_write"])
+        fields = {
+            "input_tokens": max(0, round(self.amounts["input"]) - read - write),
+            "output_tokens": round(self.amounts["output"]),
+            "cache_read_tokens": read,
+            "cache_write_tokens": write,
+        }
+        return fields if any(fields.values()) else None
 
 
 def from_otlp_logs(
@@ -387,6 +471,25 @@ def _token_event(
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
         **measures,
+    }
+    developer = _first(_DEVELOPER_KEYS, attrs, resource)
+    if developer is not None:
+        event["developer"] = developer
+    return event
+
+
+def _context_event(
+    event_id: str, ts: float, attrs: Mapping[str, Any], resource: Mapping[str, Any], team_keys: Sequence[str],
+    metric: str, amount: float,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "context",
+        "id": event_id,
+        "ts": ts,
+        "team": _first(team_keys, attrs, resource) or UNASSIGNED,
+        "tool": _first(("service.name",), resource) or UNKNOWN,
+        "metric": metric,
+        "value": round(amount),
     }
     developer = _first(_DEVELOPER_KEYS, attrs, resource)
     if developer is not None:

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
 from aiyield.core.events import InvalidEvent, decode, decode_lines, unpack
-from aiyield.gateway import argocd, github, gitlab, otlp
+from aiyield.gateway import argocd, github, gitlab, litellm, otlp
 from aiyield.gateway.auth import Rule
 from aiyield.gateway.common import BadPayload
 from aiyield.gateway.cumulative import CumulativeState
@@ -133,6 +133,11 @@ async def _argocd(d: Delivery) -> Adapted:
     return Adapted(argocd.from_argocd(json_object(d.body)))
 
 
+async def _litellm(d: Delivery) -> Adapted:
+    result = litellm.from_litellm(d.body)
+    return Adapted(result.events, result.ignored)
+
+
 # aiohttp has already undone Content-Encoding (gzip, deflate) while reading, within the body limit.
 async def _otlp_metrics(d: Delivery) -> Adapted:
     result = await otlp.from_otlp_metrics(
@@ -172,6 +177,7 @@ SOURCES: tuple[Source, ...] = (
     Source("github", "/v1/webhooks/github", Rule.GITHUB_SIGNATURE, _github),
     Source("gitlab", "/v1/webhooks/gitlab", Rule.GITLAB_TOKEN, _gitlab),
     Source("argocd", "/v1/webhooks/argocd", Rule.INGEST_TOKEN, _argocd),
+    Source("litellm", "/v1/webhooks/litellm", Rule.INGEST_TOKEN, _litellm),
     Source("otlp_metrics", "/v1/metrics", Rule.INGEST_TOKEN, _otlp_metrics,
            _otlp_reply(ExportMetricsServiceResponse, "rejected_data_points")),
     Source("otlp_logs", "/v1/logs", Rule.INGEST_TOKEN, _otlp_logs,

@@ -254,14 +254,14 @@ async def test_other_metrics_and_values_are_ignored_and_counted() -> None:
     sessions = sdk.meter.create_counter("claude_code.session.count")
     sessions.add(1, CLAUDE_POINT)
     sessions.add(1, CLAUDE_POINT | {"session.id": "another"})
-    sdk.meter.create_counter("claude_code.lines_of_code.count").add(12, CLAUDE_POINT | {"type": "added"})
+    sdk.meter.create_counter("claude_code.lines_of_code.count").add(12, CLAUDE_POINT | {"type": "moved"})
     sdk.meter.create_gauge("gen_ai.client.token.usage").set(3, {"gen_ai.token.type": "input"})
     result = await metrics(sdk.body())
     assert result.events == []
     assert result.ignored == {
         "claude_code.token.usage (type=reasoning)": 1,
         "claude_code.session.count": 2,
-        "claude_code.lines_of_code.count": 1,
+        "claude_code.lines_of_code.count (type=moved)": 1,
         "gen_ai.client.token.usage (gauge)": 1,
     }
 
@@ -461,3 +461,82 @@ async def test_gzip_bomb_is_too_large() -> None:
             bomb, content_type=PROTOBUF, content_encoding="gzip", state=MemoryCumulativeState(), now=NOW, max_bytes=1024 * 1024
         )
     assert issubclass(PayloadTooLarge, BadPayload) and issubclass(BadPayload, ValueError)
+
+
+# -- GenAI inference counters and Claude Code context metrics ---------------------------------------------------
+
+GENAI_RESOURCE = {"service.name": "support-bot", "team": "support"}
+GENAI_POINT = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"}
+
+
+def inference_counters(sdk: Sdk) -> dict[str, Any]:
+    names = ("input_tokens", "output_tokens", "cache_read.input_tokens", "cache_write.input_tokens",
+             "reasoning.output_tokens")
+    return {n: sdk.meter.create_counter(f"gen_ai.client.inference.usage.{n}", unit="{token}") for n in names}
+
+
+def genai(**fields: Any) -> dict[str, Any]:
+    return {"type": "token", "team": "support", "tool": "support-bot", "model": "gpt-4o", "input_tokens": 0,
+            "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0} | fields
+
+
+@pytest.mark.parametrize("temporality", [DELTA, CUMULATIVE])
+async def test_inference_counters_become_one_event_with_cache_taken_out_of_input(temporality) -> None:
+    sdk, state = Sdk(temporality, GENAI_RESOURCE), MemoryCumulativeState()
+    c = inference_counters(sdk)
+    c["input_tokens"].add(900, GENAI_POINT | {"gen_ai.token.modality": "text"})
+    c["input_tokens"].add(100, GENAI_POINT | {"gen_ai.token.modality": "image"})
+    c["cache_read.input_tokens"].add(600, GENAI_POINT)
+    c["cache_write.input_tokens"].add(50, GENAI_POINT)
+    c["output_tokens"].add(400, GENAI_POINT | {"gen_ai.token.modality": "text"})
+    c["reasoning.output_tokens"].add(250, GENAI_POINT)
+    first = await metrics(sdk.body(), state)
+    assert without_id_ts(first.events) == [genai(input_tokens=350, output_tokens=400, cache_read_tokens=600,
+                                                 cache_write_tokens=50)]
+    c["input_tokens"].add(10, GENAI_POINT | {"gen_ai.token.modality": "text"})
+    c["output_tokens"].add(5, GENAI_POINT | {"gen_ai.token.modality": "text"})
+    second = await metrics(sdk.body(), state)
+    assert without_id_ts(second.events) == [genai(input_tokens=10, output_tokens=5)]
+    assert second.events[0]["id"] != first.events[0]["id"]
+
+
+async def test_a_tool_sending_both_conventions_is_counted_once_by_the_counters() -> None:
+    sdk = Sdk(DELTA, GENAI_RESOURCE)
+    c = inference_counters(sdk)
+    legacy = sdk.meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+    c["input_tokens"].add(1000, GENAI_POINT)
+    c["output_tokens"].add(200, GENAI_POINT)
+    legacy.record(1000, GENAI_POINT | {"gen_ai.token.type": "input"})
+    legacy.record(200, GENAI_POINT | {"gen_ai.token.type": "output"})
+    result = await metrics(sdk.body())
+    assert without_id_ts(result.events) == [genai(input_tokens=1000, output_tokens=200)]
+    assert result.ignored == {"gen_ai.client.token.usage (superseded by gen_ai.client.inference.usage.*)": 2}
+
+
+async def test_the_older_histogram_alone_still_counts() -> None:
+    sdk = Sdk(DELTA, GENAI_RESOURCE)
+    sdk.meter.create_histogram("gen_ai.client.token.usage").record(70, GENAI_POINT | {"gen_ai.token.type": "input"})
+    result = await metrics(sdk.body())
+    assert without_id_ts(result.events) == [genai(input_tokens=70)]
+
+
+@pytest.mark.parametrize("temporality", [DELTA, CUMULATIVE])
+async def test_claude_code_lines_commits_and_pull_requests_are_context_events(temporality) -> None:
+    sdk, state = Sdk(temporality), MemoryCumulativeState()
+    lines = sdk.meter.create_counter("claude_code.lines_of_code.count")
+    lines.add(120, CLAUDE_POINT | {"type": "added"})
+    lines.add(30, CLAUDE_POINT | {"type": "removed"})
+    sdk.meter.create_counter("claude_code.commit.count").add(2, CLAUDE_POINT)
+    sdk.meter.create_counter("claude_code.pull_request.count").add(1, CLAUDE_POINT)
+    result = await metrics(sdk.body(), state)
+    base = {"type": "context", "team": "payments", "tool": "claude-code", "developer": CLAUDE_POINT["user.account_uuid"]}
+    assert sorted(without_id_ts(result.events), key=lambda e: e["metric"]) == [
+        base | {"metric": "commits", "value": 2},
+        base | {"metric": "lines_added", "value": 120},
+        base | {"metric": "lines_removed", "value": 30},
+        base | {"metric": "pull_requests", "value": 1},
+    ]
+    lines.add(5, CLAUDE_POINT | {"type": "added"})
+    again = await metrics(sdk.body(), state)
+    if temporality == CUMULATIVE:
+        assert without_id_ts(again.events) == [base | {"metric": "lines_added", "value": 5}]
