@@ -41,6 +41,10 @@ def offset(consumer: str, topic: str, partition: int) -> str:
     return f"{PREFIX}off:{consumer}:{topic}:{partition}"
 
 
+#: Every dedup marker key (for scans by benches and tests).
+SEEN_PATTERN = f"{PREFIX}seen:*"
+
+
 def seen(namespace: str, event_id: str) -> str:
     # Hashed so a 128-character id costs 24 bytes of key, whatever its content.
     return f"{PREFIX}seen:{digest(namespace + chr(0) + event_id)}"
