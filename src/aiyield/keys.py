@@ -54,19 +54,21 @@ DEDUP_EPOCH = DEDUP_SECONDS // 2
 DEDUP_SHARDS = 16384
 DEDUP_SET_ENTRIES = 8192
 
-#: (shard, member): a 64-bit signed digest of the id (the set member) and 14 more bits choosing its set. A false
-#: duplicate needs two ids of the same namespace with equal 78-bit digests within a horizon: ~N^2 / 2^79 for N live
-#: ids (N = 400 million: about 1 in 4 million per horizon).
-Marker = tuple[int, int]
+#: "shard:member": a 64-bit signed digest of the id (the set member, in decimal, as Redis stores intset members)
+#: and 14 more bits choosing its set. A false duplicate needs two ids of one namespace with equal 78-bit digests
+#: within a horizon: ~N^2 / 2^79 for N live ids (N = 400 million: about 1 in 4 million per horizon).
+Marker = str
 
 #: Every dedup key (for scans by benches and tests).
 SEEN_PATTERN = f"{PREFIX}dd:*"
+
+assert DEDUP_SHARDS & (DEDUP_SHARDS - 1) == 0 and DEDUP_SHARDS <= 1 << 16
 
 
 def seen(namespace: str, event_id: str) -> Marker:
     """The dedup marker of an id in a namespace (`event`, `task`, `dlq`)."""
     d = hashlib.blake2b(f"{namespace}\0{event_id}".encode(), digest_size=10).digest()
-    return int.from_bytes(d[8:], "big") % DEDUP_SHARDS, int.from_bytes(d[:8], "big", signed=True)
+    return f"{(d[8] << 8 | d[9]) & (DEDUP_SHARDS - 1)}:{int.from_bytes(d[:8], 'big', signed=True)}"
 
 
 def seen_epoch(ts: float) -> int:

@@ -140,7 +140,7 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #
 # ARGV sections, in order, each led by its count:
 #   lookups  n epochs, then per epoch: flag key, set-key prefix
-#   markers  home flag key, home prefix, expire-at, n shards, then per shard: shard, k, k members
+#   markers  home flag key, home prefix, expire-at, the markers ("shard:member", space-separated)
 #   counters n hashes, then per hash: key, expire-at, k, k (field, amount) pairs     (HINCRBY, saturating)
 #   hlls     n keys, then per key: key, expire-at, k, k elements                     (PFADD)
 #   sets     n keys, then per key: key, k, k members                                 (SADD)
@@ -165,32 +165,33 @@ end
 local home_flag = str()
 local home = str()
 local marker_expiry = str()
-local shards = num()
-local first = a
+local groups, shards = {}, {}
+for shard, member in string.gmatch(str(), '(%d+):(%-?%d+)') do
+  local group = groups[shard]
+  if group == nil then
+    group = {}
+    groups[shard] = group
+    shards[#shards + 1] = shard
+  end
+  group[#group + 1] = member
+end
 if #prefixes > 0 then
   local found = {}
-  for _ = 1, shards do
-    local shard = str()
-    local k = num()
+  for _, shard in ipairs(shards) do
+    local group = groups[shard]
     for _, prefix in ipairs(prefixes) do
-      local hits = redis.call('SMISMEMBER', prefix .. shard, unpack(ARGV, a, a + k - 1))
-      for j = 1, k do if hits[j] == 1 then found[#found + 1] = shard .. ':' .. ARGV[a + j - 1] end end
+      local hits = redis.call('SMISMEMBER', prefix .. shard, unpack(group))
+      for j = 1, #group do if hits[j] == 1 then found[#found + 1] = shard .. ':' .. group[j] end end
     end
-    a = a + k
   end
   if #found > 0 then return {0, found} end
 end
-a = first
-for _ = 1, shards do
-  local key = home .. str()
-  local k = num()
-  for i = a, a + k - 1, 1000 do  -- unpack() is limited to a few thousand values
-    redis.call('SADD', key, unpack(ARGV, i, math.min(i + 999, a + k - 1)))
-  end
+for _, shard in ipairs(shards) do
+  local key = home .. shard
+  redis.call('SADD', key, unpack(groups[shard]))
   redis.call('EXPIREAT', key, marker_expiry)
-  a = a + k
 end
-if shards > 0 then redis.call('SET', home_flag, '1', 'EXAT', marker_expiry) end
+if #shards > 0 then redis.call('SET', home_flag, '1', 'EXAT', marker_expiry) end
 
 for _ = 1, num() do
   local key = str()
@@ -301,12 +302,7 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
     for epoch in lookups:
         args += [keys.seen_flag(epoch), keys.seen_prefix(epoch)]
     home = keys.seen_epoch(now)
-    by_shard: dict[int, list[int]] = defaultdict(list)
-    for shard, member in writes.seen:
-        by_shard[shard].append(member)
-    args += [keys.seen_flag(home), keys.seen_prefix(home), keys.seen_expiry(home), len(by_shard)]
-    for shard, members in by_shard.items():
-        args += [shard, len(members), *members]
+    args += [keys.seen_flag(home), keys.seen_prefix(home), keys.seen_expiry(home), " ".join(writes.seen)]
 
     rollup = writes.rollup
     section: list = []
@@ -435,7 +431,7 @@ class RedisStore:
             await self._apply(keys=[], args=args, client=pipe)
             (result,) = await pipe.execute()
             if result != 1:
-                raise _Conflict({_marker(m) for m in result[1]})
+                raise _Conflict({m.decode() for m in result[1]})
             return len(fresh)
 
     async def _read(self, pipe, read: Read, known: set[keys.Marker]) -> Got:
@@ -467,11 +463,6 @@ class RedisStore:
         for rng in ranged:
             got.ranges[rng] = await pipe.zrangebyscore(*rng)
         return got
-
-
-def _marker(found: bytes) -> keys.Marker:
-    shard, member = found.split(b":")
-    return int(shard), int(member)
 
 
 class MemoryStore:
