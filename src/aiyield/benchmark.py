@@ -384,6 +384,7 @@ def _scrape(bench: Bench) -> None:
     from aiyield.store import Consumed, RedisStore
 
     url = bench.redis_url()
+    redis.Redis.from_url(url).flushdb()
     # Per (team, tool, model): spend and tokens of 4 types in 4 windows = 20 samples; ~1,000 more are per team.
     combos = max(1, (bench.options.scrape_series - 1000) // 20)
     teams, tools = 50, 3
@@ -413,7 +414,12 @@ def _scrape(bench: Bench) -> None:
             await store.transact("scrape", [record], batch.ingest({(0, offset): good}, prices, now))
         await store.close()
 
+    client = redis.Redis.from_url(url)
+    before = _state_bytes(client)
     asyncio.run(load())
+    stored = teams * tools * models * 5  # spend + 4 token types per label set, each in every live bucket
+    counters = _state_bytes(client) - before - _dedup_bytes(client)[0]  # the loading's own dedup markers aside
+    bench.results["redis_bytes_per_active_series"] = round(counters / stored)
     port = free_port()
     server, _thread = serve(url, port, host="127.0.0.1")
     metrics = f"http://127.0.0.1:{port}/metrics"

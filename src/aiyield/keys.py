@@ -48,11 +48,12 @@ DEDUP_SECONDS = 8 * 86400
 DEDUP_EPOCH = DEDUP_SECONDS // 2
 #: The id space is split into this many sets per epoch. Each set must stay an intset (8 bytes per marker): at most
 #: `DEDUP_SET_ENTRIES` members, the server's `set-max-intset-entries` (default 512, which `store.RedisStore` raises
-#: when allowed). Capacity at full compactness: DEDUP_SHARDS * DEDUP_SET_ENTRIES markers per epoch, ~33 million
-#: per day; beyond, sets become hash tables (still exact, ~5x the memory). Changing it re-homes every marker: never
-#: change it on a running system.
+#: when allowed). Capacity at full compactness: DEDUP_SHARDS * DEDUP_SET_ENTRIES markers per epoch, ~134 million
+#: per day; beyond, sets become hash tables (still exact, ~5x the memory). An insert into a full intset moves ~128
+#: KiB (a few microseconds of Redis), paid only at that volume. Changing the shard count re-homes every marker:
+#: never change it on a running system.
 DEDUP_SHARDS = 16384
-DEDUP_SET_ENTRIES = 8192
+DEDUP_SET_ENTRIES = 32768
 
 #: "shard:member": a 64-bit signed digest of the id (the set member, in decimal, as Redis stores intset members)
 #: and 14 more bits choosing its set. A false duplicate needs two ids of one namespace with equal 78-bit digests
