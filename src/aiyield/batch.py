@@ -29,7 +29,7 @@ from aiyield.store import Consumed, Got, Plan, Read, Writes
 Decoded = Mapping[tuple[int, int], list[Event]]
 
 
-def _status_key(event: Event) -> str | None:
+def _status_key(event: Event) -> keys.Marker | None:
     # A task reported completed twice (a Claude Code session that commits across several replies) is one completed
     # task: its status is counted once per task, however many events report it.
     if isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
@@ -73,12 +73,13 @@ def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()
         ids = [keys.seen("event", e.id) for e in events]
         statuses = [_status_key(e) for e in events]
         wanted = ids + [key for key in statuses if key is not None]
-        got = yield Read(keys=tuple(wanted), sets=tuple(keys.names(label) for label in LABELS))
+        got = yield Read(seen=tuple(wanted), sets=tuple(keys.names(label) for label in LABELS))
         writes = Writes()
         events = guard(events, got, caps, writes, now)
-        batch_seen: set[str] = set()
+        known = got.seen
+        batch_seen: set[keys.Marker] = set()
         for event, key, status_key in zip(events, ids, statuses):
-            if got.values.get(key) is not None or key in batch_seen:
+            if key in known or key in batch_seen:
                 writes.count(event.type, "duplicate")
                 continue
             batch_seen.add(key)
@@ -86,7 +87,7 @@ def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()
             writes.count(event.type, "accepted")
             writes.saw(event.type, event.ts)
             if status_key is not None:
-                if got.values.get(status_key) is not None or status_key in batch_seen:
+                if status_key in known or status_key in batch_seen:
                     continue  # accepted, but this task's status was already counted
                 batch_seen.add(status_key)
                 writes.seen.append(status_key)
@@ -100,12 +101,12 @@ def dead_letters(letters: Mapping[tuple[int, int], tuple[str, dict[str, int]]]) 
     """`letters`: (dedup id, invalid items by type) of each dead-letter record."""
 
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
-        got = yield Read(keys=tuple(keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh))
+        got = yield Read(seen=tuple(keys.seen("dlq", letters[(r.partition, r.offset)][0]) for r in fresh))
         writes = Writes()
         for record in fresh:
             letter_id, by_type = letters[(record.partition, record.offset)]
             key = keys.seen("dlq", letter_id)
-            if got.values.get(key) is None and key not in writes.seen:
+            if key not in got.seen and key not in writes.seen:
                 writes.seen.append(key)
                 for event_type, n in by_type.items():
                     writes.count(event_type if event_type in EVENT_TYPES else "unknown", "invalid", n)

@@ -365,6 +365,31 @@ def up(
         console.print("\nstopping…")
 
 
+@app.command()
+def bench(
+    events: int = typer.Option(300_000, help="Token events drained by the floor, the worker and the 2 workers."),
+    phases: str = typer.Option("floor,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
+    batch_messages: int = typer.Option(100, help="Kafka messages per batch (each carries 100 events)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Measure throughput (framework-free floor vs worker), freshness, scrape, gateway, scale-out and memory."""
+    from aiyield.benchmark import PHASES, Options, run
+
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in PHASES]
+    if unknown:
+        console.print(f"[red]unknown phase(s) {', '.join(unknown)}[/]; choose from {', '.join(PHASES)}")
+        raise typer.Exit(2)
+    results = run(Options(events=events, batch_messages=batch_messages, phases=chosen), progress=console.print)
+    if as_json:
+        print(json.dumps(results))
+        return
+    table = Table(title="aiyield bench", show_header=False)
+    for name, value in results.items():
+        table.add_row(name, json.dumps(value) if isinstance(value, dict) else f"{value:,}" if isinstance(value, (int, float)) else str(value))
+    out.print(table)
+
+
 from aiyield.plugins.hooks import hook_app  # noqa: E402 - mounted after the commands above, listed last in --help
 
 app.add_typer(hook_app, name="hook", help="Git and Claude Code hooks that report AI tasks with their commits.")

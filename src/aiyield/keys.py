@@ -6,7 +6,9 @@ read zero.
 
 Layout (prefix `ay:`):
   off:{consumer}:{topic}:{partition}   next Kafka offset to apply (written with the batch's effects)
-  seen:{digest}                        dedup marker of an event id (TTL: the dedup horizon)
+  dd:{epoch}:{shard}                   dedup markers: set of 64-bit digests of event ids (intset: 8 bytes each),
+                                       one per shard of the id space per epoch (half the horizon); expires whole
+  dd:{epoch}                           flag: the epoch holds markers (lookups skip epochs without it)
   w:{window}:{bucket}                  hash: series -> integer amount (EXPIREAT when the bucket leaves its window)
   dev:{window}:{bucket}:{team}         HyperLogLog of pseudonymised developers
   teams                                set of every team seen (the cardinality guard's admitted teams)
@@ -28,9 +30,6 @@ import hashlib
 
 PREFIX = "ay:"
 
-#: Contract: a repeated id has no further effect for at least 7 days. One day of slack.
-DEDUP_SECONDS = 8 * 86400
-
 
 def digest(text: str, size: int = 12) -> str:
     """A fixed-length stand-in for an unbounded name (ids, repos, series) inside a key."""
@@ -41,9 +40,59 @@ def offset(consumer: str, topic: str, partition: int) -> str:
     return f"{PREFIX}off:{consumer}:{topic}:{partition}"
 
 
-def seen(namespace: str, event_id: str) -> str:
-    # Hashed so a 128-character id costs 24 bytes of key, whatever its content.
-    return f"{PREFIX}seen:{digest(namespace + chr(0) + event_id)}"
+#: Contract: a repeated id has no further effect for at least 7 days. One day of slack.
+DEDUP_SECONDS = 8 * 86400
+#: Markers written during one epoch share their sets and expire with them, a horizon after the epoch ends: a marker
+#: lives between 8 and 12 days, and a lookup reads the 3 epochs that can hold live markers (4 with the next one, for
+#: a worker whose clock runs ahead; epochs without markers are skipped).
+DEDUP_EPOCH = DEDUP_SECONDS // 2
+#: The id space is split into this many sets per epoch. Each set must stay an intset (8 bytes per marker): at most
+#: `DEDUP_SET_ENTRIES` members, the server's `set-max-intset-entries` (default 512, which `store.RedisStore` raises
+#: when allowed). Capacity at full compactness: DEDUP_SHARDS * DEDUP_SET_ENTRIES markers per epoch, ~134 million
+#: per day; beyond, sets become hash tables (still exact, ~5x the memory). An insert into a full intset moves ~128
+#: KiB (a few microseconds of Redis), paid only at that volume. Changing the shard count re-homes every marker:
+#: never change it on a running system.
+DEDUP_SHARDS = 16384
+DEDUP_SET_ENTRIES = 32768
+
+#: "shard:member": a 64-bit signed digest of the id (the set member, in decimal, as Redis stores intset members)
+#: and 14 more bits choosing its set. A false duplicate needs two ids of one namespace with equal 78-bit digests
+#: within a horizon: ~N^2 / 2^79 for N live ids (N = 400 million: about 1 in 4 million per horizon).
+Marker = str
+
+#: Every dedup key (for scans by benches and tests).
+SEEN_PATTERN = f"{PREFIX}dd:*"
+
+assert DEDUP_SHARDS & (DEDUP_SHARDS - 1) == 0 and DEDUP_SHARDS <= 1 << 16
+
+
+def seen(namespace: str, event_id: str) -> Marker:
+    """The dedup marker of an id in a namespace (`event`, `task`, `dlq`)."""
+    d = hashlib.blake2b(f"{namespace}\0{event_id}".encode(), digest_size=10).digest()
+    return f"{(d[8] << 8 | d[9]) & (DEDUP_SHARDS - 1)}:{int.from_bytes(d[:8], 'big', signed=True)}"
+
+
+def seen_epoch(ts: float) -> int:
+    return int(ts // DEDUP_EPOCH)
+
+
+def seen_epochs(now: float) -> range:
+    """Epochs a lookup at `now` reads: every one whose markers may be younger than the horizon, and the next."""
+    return range(seen_epoch(now - DEDUP_SECONDS), seen_epoch(now) + 2)
+
+
+def seen_flag(epoch: int) -> str:
+    return f"{PREFIX}dd:{epoch}"
+
+
+def seen_prefix(epoch: int) -> str:
+    """A marker set's key without its shard: `seen_prefix(epoch) + str(shard)` (the store's script appends it)."""
+    return f"{PREFIX}dd:{epoch}:"
+
+
+def seen_expiry(epoch: int) -> int:
+    """A marker written in `epoch` is found for at least DEDUP_SECONDS, then its whole set expires."""
+    return (epoch + 1) * DEDUP_EPOCH + DEDUP_SECONDS
 
 
 def window(name: str, bucket: int) -> str:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generator, Protocol, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
@@ -56,6 +58,10 @@ class Read:
     fields: tuple[tuple[str, str], ...] = ()
     ranges: tuple[tuple[str, float, float], ...] = ()
     sets: tuple[str, ...] = ()  # every member (small sets only)
+    #: Dedup markers (`keys.seen`) to look up. The answer may be optimistic: a marker can be reported unseen when
+    #: it is not. Therefore a plan puts in `Writes.seen` every marker whose absence it relied on, and the store
+    #: applies the writes only if all of those are still absent; otherwise it reruns the plan knowing them.
+    seen: tuple[keys.Marker, ...] = ()
 
 
 @dataclass
@@ -64,6 +70,8 @@ class Got:
     fields: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
     sets: dict[str, set[str]] = field(default_factory=dict)
     ranges: dict[tuple[str, float, float], list[bytes]] = field(default_factory=dict)
+    #: The markers of `Read.seen` known to be present.
+    seen: set[keys.Marker] = field(default_factory=set)
 
 
 @dataclass
@@ -73,7 +81,8 @@ class Writes:
     rollup: Rollup = field(default_factory=Rollup)
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
-    seen: list[str] = field(default_factory=list)
+    #: Dedup markers to add (`keys.seen`); the writes apply only if none of them is present (see `Read.seen`).
+    seen: list[keys.Marker] = field(default_factory=list)
     #: key -> (value, expire at epoch seconds)
     values: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     #: (hash key, field) -> value; None deletes the field
@@ -121,32 +130,147 @@ def _saturate(amount: int) -> int:
 
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
-# Scripts write a whole batch's markers, counters and HyperLogLogs in a few commands instead of one per key and
-# field: redis-py spends ~15 us of Python per pipelined command, which dominated a batch's cost. They run inside
-# MULTI like any other command, so atomicity with the offsets is unchanged, and none of them can fail half-way.
-_MARK_SEEN = """
-for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end
-return #KEYS
-"""
-# ARGV, per key in KEYS order: expire-at, n, then n (field, amount) pairs. An increment that would overflow a 64-bit
-# counter saturates it instead of raising (see COUNTER_LIMIT).
-_INCR_HASHES = """
+# One script applies a whole batch: its dedup markers, counters, HyperLogLogs, sets, join state and offsets. It runs
+# inside MULTI (so the WATCHed offsets and read keys still guard it) and is itself atomic, which lets it check the
+# batch's new dedup markers first and write nothing at all when one of them appeared meanwhile (a concurrent
+# duplicate in another partition): marker sets are never WATCHed, so concurrent batches touching the same sets do
+# not conflict. Writing through one script also costs a fraction of a pipelined command per key and field
+# (redis-py spends ~15 us of Python per command). Nothing in it can fail half-way: counters saturate (pcall), every
+# other write is type-safe on keys only this code writes.
+#
+# ARGV sections, in order, each led by its count:
+#   lookups  n epochs, then per epoch: flag key, set-key prefix
+#   markers  home flag key, home prefix, expire-at, the markers ("shard:member", space-separated)
+#   counters n hashes, then per hash: key, expire-at, k, k (field, amount) pairs     (HINCRBY, saturating)
+#   hlls     n keys, then per key: key, expire-at, k, k elements                     (PFADD)
+#   sets     n keys, then per key: key, k, k members                                 (SADD)
+#   incr     n (key, field, amount) triples                                          (HINCRBY)
+#   maxes    n (key, member, score) triples                                          (ZADD GT)
+#   values   n (key, value, expire-at) triples                                       (SET EXAT)
+#   fields   n hashes, then per hash: key, expire-at, k, k (field, value) pairs      ('' deletes; expiry only extended)
+#   members  n keys, then per key: key, expire-at, below, k, k (score, member) pairs (ZADD, drop below, expiry only extended)
+#   offsets  n (key, value) pairs                                                    (SET)
+# Returns 1, or {0, markers found} when it wrote nothing.
+_APPLY = """
 local a = 1
-for _, key in ipairs(KEYS) do
-  local expire_at, n = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  for _ = 1, n do
-    local ok = redis.pcall('HINCRBY', key, ARGV[a], ARGV[a + 1])
+local function num() a = a + 1; return tonumber(ARGV[a - 1]) end
+local function str() a = a + 1; return ARGV[a - 1] end
+
+local prefixes = {}
+for _ = 1, num() do
+  local flag = str()
+  local prefix = str()
+  if redis.call('EXISTS', flag) == 1 then prefixes[#prefixes + 1] = prefix end
+end
+local home_flag = str()
+local home = str()
+local marker_expiry = str()
+local groups, shards = {}, {}
+for shard, member in string.gmatch(str(), '(%d+):(%-?%d+)') do
+  local group = groups[shard]
+  if group == nil then
+    group = {}
+    groups[shard] = group
+    shards[#shards + 1] = shard
+  end
+  group[#group + 1] = member
+end
+if #prefixes > 0 then
+  local found = {}
+  for _, shard in ipairs(shards) do
+    local group = groups[shard]
+    for _, prefix in ipairs(prefixes) do
+      local hits = redis.call('SMISMEMBER', prefix .. shard, unpack(group))
+      for j = 1, #group do if hits[j] == 1 then found[#found + 1] = shard .. ':' .. group[j] end end
+    end
+  end
+  if #found > 0 then return {0, found} end
+end
+for _, shard in ipairs(shards) do
+  local key = home .. shard
+  redis.call('SADD', key, unpack(groups[shard]))
+  redis.call('EXPIREAT', key, marker_expiry)
+end
+if #shards > 0 then redis.call('SET', home_flag, '1', 'EXAT', marker_expiry) end
+
+for _ = 1, num() do
+  local key = str()
+  local expire_at = str()
+  local k = num()
+  for _ = 1, k do
+    local name = str()
+    local amount = str()
+    local ok = redis.pcall('HINCRBY', key, name, amount)
     if type(ok) == 'table' and ok.err then
       local limit = '9223372036854775807'
-      if string.sub(ARGV[a + 1], 1, 1) == '-' then limit = '-9223372036854775807' end
-      redis.call('HSET', key, ARGV[a], limit)
+      if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
+      redis.call('HSET', key, name, limit)
     end
-    a = a + 2
   end
   redis.call('EXPIREAT', key, expire_at)
 end
-return #KEYS
+for _ = 1, num() do
+  local key = str()
+  local expire_at = str()
+  local k = num()
+  for i = a, a + k - 1, 1000 do
+    redis.call('PFADD', key, unpack(ARGV, i, math.min(i + 999, a + k - 1)))
+  end
+  a = a + k
+  redis.call('EXPIREAT', key, expire_at)
+end
+for _ = 1, num() do
+  local key = str()
+  local k = num()
+  for i = a, a + k - 1, 1000 do
+    redis.call('SADD', key, unpack(ARGV, i, math.min(i + 999, a + k - 1)))
+  end
+  a = a + k
+end
+for _ = 1, num() do local key = str(); local name = str(); redis.call('HINCRBY', key, name, str()) end
+for _ = 1, num() do
+  local key = str()
+  local member = str()
+  local score = str()
+  redis.call('ZADD', key, 'GT', score, member)
+end
+for _ = 1, num() do
+  local key = str()
+  local value = str()
+  local expire_at = str()
+  redis.call('SET', key, value, 'EXAT', expire_at)
+end
+for _ = 1, num() do
+  local key = str()
+  local expire_at = str()
+  local k = num()
+  for _ = 1, k do
+    local name = str()
+    local value = str()
+    if value == '' then redis.call('HDEL', key, name) else redis.call('HSET', key, name, value) end
+  end
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('EXPIREAT', key, expire_at, 'NX')
+    redis.call('EXPIREAT', key, expire_at, 'GT')
+  end
+end
+for _ = 1, num() do
+  local key = str()
+  local expire_at = str()
+  local below = str()
+  local k = num()
+  for _ = 1, k do
+    local score = str()
+    local member = str()
+    redis.call('ZADD', key, score, member)
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. below)
+  -- NX for a new key (no TTL yet), GT for an existing one: a batch of older pushes never shortens it.
+  redis.call('EXPIREAT', key, expire_at, 'NX')
+  redis.call('EXPIREAT', key, expire_at, 'GT')
+end
+for _ = 1, num() do local key = str(); redis.call('SET', key, str()) end
+return 1
 """
 # ARGV, per key in KEYS order: n, then n field names. Returns the values, flat, in order (false when absent): many
 # hashes read in one round trip.
@@ -160,52 +284,100 @@ for _, key in ipairs(KEYS) do
 end
 return out
 """
-# ARGV, per key in KEYS order: expire-at, n, then n (field, value) pairs; an empty value deletes the field.
-_SET_FIELDS = """
-local a = 1
-for _, key in ipairs(KEYS) do
-  local expire_at, n = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  for _ = 1, n do
-    if ARGV[a + 1] == '' then redis.call('HDEL', key, ARGV[a]) else redis.call('HSET', key, ARGV[a], ARGV[a + 1]) end
-    a = a + 2
-  end
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('EXPIREAT', key, expire_at, 'NX')
-    redis.call('EXPIREAT', key, expire_at, 'GT')
-  end
-end
-return #KEYS
-"""
-# ARGV, per key in KEYS order: expire-at, n, then n elements.
-_ADD_HLLS = """
-local a = 1
-for _, key in ipairs(KEYS) do
-  local expire_at, n = ARGV[a], tonumber(ARGV[a + 1])
-  local first, last = a + 2, a + 1 + n
-  for i = first, last, 1000 do  -- unpack() is limited to a few thousand values
-    redis.call('PFADD', key, unpack(ARGV, i, math.min(i + 999, last)))
-  end
-  redis.call('EXPIREAT', key, expire_at)
-  a = last + 1
-end
-return #KEYS
-"""
+
+
+class _Conflict(Exception):
+    """Some of the batch's new dedup markers were present at apply time: nothing was written."""
+
+    def __init__(self, markers: set[keys.Marker]) -> None:
+        super().__init__(f"{len(markers)} dedup marker(s) appeared meanwhile")
+        self.markers = markers
+
+
+def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
+    """The `_APPLY` script's arguments for one batch's writes and offsets (see its layout above)."""
+    args: list = []
+    lookups = keys.seen_epochs(now)
+    args.append(len(lookups))
+    for epoch in lookups:
+        args += [keys.seen_flag(epoch), keys.seen_prefix(epoch)]
+    home = keys.seen_epoch(now)
+    args += [keys.seen_flag(home), keys.seen_prefix(home), keys.seen_expiry(home), " ".join(writes.seen)]
+
+    rollup = writes.rollup
+    section: list = []
+    n = 0
+    for (window, start), amounts in rollup.counters.items():
+        fields = [(name, _saturate(amount)) for name, amount in amounts.items() if amount]
+        if fields:
+            n += 1
+            section += [keys.window(window, start), expires_at(window, start), len(fields)]
+            for name, amount in fields:
+                section += [name, amount]
+    args += [n, *section]
+    developers = rollup.developers
+    args.append(len(developers))
+    for (window, start, team), members in developers.items():
+        args += [keys.developers(window, start, team), expires_at(window, start), len(members), *members]
+    names = {key: members for key, members in writes.names.items() if members}
+    if rollup.teams:
+        names[keys.TEAMS] = names.get(keys.TEAMS, set()) | rollup.teams
+    args.append(len(names))
+    for key, members in names.items():
+        args += [key, len(members), *members]
+    args.append(len(writes.events_total))
+    for (event_type, outcome), count in writes.events_total.items():
+        args += [keys.EVENTS_TOTAL, f"{event_type}{SEP}{outcome}", count]
+    args.append(len(writes.last_ts))
+    for event_type, ts in writes.last_ts.items():
+        args += [keys.LAST_TS, event_type, repr(float(ts))]
+    args.append(len(writes.values))
+    for key, (value, expire_at) in writes.values.items():
+        args += [key, value, expire_at]
+    by_key: dict[str, list] = defaultdict(list)
+    for (key, name), value in writes.fields.items():
+        by_key[key] += [name, value if value is not None else b""]
+    args.append(len(by_key))
+    for key, pairs in by_key.items():
+        args += [key, writes.hash_expiry[key], len(pairs) // 2, *pairs]
+    args.append(len(writes.members))
+    for key, (members, expire_at, below) in writes.members.items():
+        args += [key, expire_at, repr(float(below)), len(members)]
+        for member, score in members:
+            args += [repr(float(score)), member]
+    args.append(len(offsets))
+    for key, value in offsets.items():
+        args += [key, value]
+    return args
 
 
 class RedisStore:
-    def __init__(self, url: str, **options) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time, **options) -> None:
         """`options`: more `from_url` arguments (TLS: `Settings.redis_client_options()`)."""
         self.url = url
+        self.clock = clock
         self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10, **options)
-        self._mark_seen = self.redis.register_script(_MARK_SEEN)
-        self._incr_hashes = self.redis.register_script(_INCR_HASHES)
-        self._add_hlls = self.redis.register_script(_ADD_HLLS)
-        self._set_fields = self.redis.register_script(_SET_FIELDS)
+        self._apply = self.redis.register_script(_APPLY)
         self._get_fields = self.redis.register_script(_GET_FIELDS)
+        self._configured = False
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def _configure(self) -> None:
+        """Let marker sets stay intsets up to `keys.DEDUP_SET_ENTRIES` (best effort: a managed Redis may refuse, and
+        then sets beyond its limit take more memory, never give wrong answers)."""
+        self._configured = True
+        try:
+            current = int((await self.redis.config_get("set-max-intset-entries")).get("set-max-intset-entries", 0))
+            if current < keys.DEDUP_SET_ENTRIES:
+                await self.redis.config_set("set-max-intset-entries", keys.DEDUP_SET_ENTRIES)
+                log.info("set-max-intset-entries raised from %d to %d for the dedup markers", current, keys.DEDUP_SET_ENTRIES)
+        except RedisError as exc:
+            log.warning(
+                "could not raise set-max-intset-entries to %d (%s): set it in the Redis configuration, or dedup "
+                "markers take ~5x the memory at high volume", keys.DEDUP_SET_ENTRIES, exc,
+            )
 
     async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
         """Apply one batch exactly once; returns how many of its records were new.
@@ -215,23 +387,29 @@ class RedisStore:
              acknowledged. A crash after that replays them; their consumers are idempotent on deterministic ids.
           2. Here: WATCH the batch's offset keys and every key the plan reads; skip records below the stored
              offsets (already applied by us before a crash, or by another worker before a rebalance); run the plan;
-             then MULTI: the writes AND the new offsets; EXEC. If any watched key changed (a zombie worker still
-             holding the partition, or a concurrent writer of the same state), nothing is written and the whole
-             step repeats with fresh reads.
+             then MULTI: one script that checks the batch's new dedup markers are still absent and writes
+             everything AND the new offsets; EXEC. If any watched key changed (a zombie worker still holding the
+             partition, or a concurrent writer of the same state), or a new marker appeared (a concurrent duplicate),
+             nothing is written and the whole step repeats with fresh reads.
           3. Only after this returns does the stream acknowledge the messages, so Kafka's committed offset can lag
              the store's but never lead it. Transient Redis failures are retried here, never raised: raising would
              let the stream acknowledge messages whose effects were not written.
         """
+        if not self._configured:
+            await self._configure()
         attempt = _Backoff()
+        known: set[keys.Marker] = set()  # markers found present by an earlier attempt
         while True:
             try:
-                return await self._transact_once(consumer, records, plan)
+                return await self._transact_once(consumer, records, plan, known)
             except WatchError:
                 continue
+            except _Conflict as conflict:
+                known |= conflict.markers
             except _TRANSIENT as exc:
                 await attempt.wait(f"redis unavailable ({exc}); retrying batch of {len(records)} records")
 
-    async def _transact_once(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
+    async def _transact_once(self, consumer: str, records: Sequence[Consumed], plan: Plan, known: set[keys.Marker]) -> int:
         partitions = sorted({(r.topic, r.partition) for r in records})
         offset_keys = {tp: keys.offset(consumer, *tp) for tp in partitions}
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -245,18 +423,22 @@ class RedisStore:
             try:
                 read = next(steps)
                 while True:
-                    read = steps.send(await self._read(pipe, read))
+                    read = steps.send(await self._read(pipe, read, known))
             except StopIteration as done:
                 writes: Writes = done.value
+            offsets = {offset_keys[tp]: n for tp, n in _next_offsets(fresh).items()}
+            args = apply_args(writes, offsets, self.clock())
             pipe.multi()
-            await self._queue_writes(pipe, writes)
-            for tp, n in _next_offsets(fresh).items():
-                pipe.set(offset_keys[tp], n)
-            await pipe.execute()
+            await self._apply(keys=[], args=args, client=pipe)
+            (result,) = await pipe.execute()
+            if result != 1:
+                raise _Conflict({m.decode() for m in result[1]})
             return len(fresh)
 
-    async def _read(self, pipe, read: Read) -> Got:
-        got = Got()
+    async def _read(self, pipe, read: Read, known: set[keys.Marker]) -> Got:
+        # Markers are answered from what earlier attempts found (optimistic, see `Read.seen`): the apply script
+        # checks them, so a batch without duplicates costs no marker lookup before it.
+        got = Got(seen=known.intersection(read.seen) if known else set())
         wanted = list(dict.fromkeys(read.keys))
         ranged = list(dict.fromkeys(read.ranges))
         hashes: dict[str, list[str]] = defaultdict(list)
@@ -283,52 +465,6 @@ class RedisStore:
             got.ranges[rng] = await pipe.zrangebyscore(*rng)
         return got
 
-    async def _queue_writes(self, pipe, writes: Writes) -> None:
-        rollup = writes.rollup
-        names, args = [], []
-        for (window, start), amounts in rollup.counters.items():
-            fields = [(name, _saturate(amount)) for name, amount in amounts.items() if amount]
-            if fields:
-                names.append(keys.window(window, start))
-                args += [expires_at(window, start), len(fields)]
-                for name, amount in fields:
-                    args += [name, amount]
-        if names:
-            await self._incr_hashes(keys=names, args=args, client=pipe)
-        names, args = [], []
-        for (window, start, team), developers in rollup.developers.items():
-            names.append(keys.developers(window, start, team))
-            args += [expires_at(window, start), len(developers), *developers]
-        if names:
-            await self._add_hlls(keys=names, args=args, client=pipe)
-        if writes.seen:
-            await self._mark_seen(keys=writes.seen, args=[keys.DEDUP_SECONDS], client=pipe)
-        if rollup.teams:
-            pipe.sadd(keys.TEAMS, *rollup.teams)
-        for key, members in writes.names.items():
-            if members:
-                pipe.sadd(key, *members)
-        for (event_type, outcome), n in writes.events_total.items():
-            pipe.hincrby(keys.EVENTS_TOTAL, f"{event_type}{SEP}{outcome}", n)
-        if writes.last_ts:
-            pipe.zadd(keys.LAST_TS, writes.last_ts, gt=True)
-        for key, (value, expire_at) in writes.values.items():
-            pipe.set(key, value, exat=expire_at)
-        if writes.fields:
-            by_key: dict[str, list] = defaultdict(list)
-            for (key, name), value in writes.fields.items():
-                by_key[key] += [name, value if value is not None else b""]
-            args = []
-            for key, pairs in by_key.items():
-                args += [writes.hash_expiry[key], len(pairs) // 2, *pairs]
-            await self._set_fields(keys=list(by_key), args=args, client=pipe)
-        for key, (members, expire_at, below) in writes.members.items():
-            pipe.zadd(key, dict(members))
-            pipe.zremrangebyscore(key, "-inf", f"({below!r}")
-            # NX for a new key (no TTL yet), GT for an existing one: a batch of older pushes never shortens it.
-            pipe.expireat(key, expire_at, nx=True)
-            pipe.expireat(key, expire_at, gt=True)
-
 
 class MemoryStore:
     """The same `transact` contract in memory, for the batch rules' unit tests.
@@ -341,7 +477,7 @@ class MemoryStore:
         self.offsets: dict[str, int] = {}
         self.counters: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.developers: dict[str, set[str]] = defaultdict(set)
-        self.seen: set[str] = set()
+        self.seen: set[keys.Marker] = set()
         self.teams: set[str] = set()
         self.events_total: dict[tuple[str, str], int] = defaultdict(int)
         self.last_ts: dict[str, float] = {}
@@ -371,14 +507,14 @@ class MemoryStore:
         return len(fresh)
 
     def _read(self, read: Read) -> Got:
-        values = {k: (b"1" if k in self.seen else self.values.get(k)) for k in read.keys}
+        values = {k: self.values.get(k) for k in read.keys}
         fields = {f: self.fields.get(f) for f in read.fields}
         sets = {k: set(self.teams if k == keys.TEAMS else self.names.get(k, ())) for k in read.sets}
         ranges = {
             (k, lo, hi): [m for m, score in sorted(self.members.get(k, {}).items(), key=lambda i: (i[1], i[0])) if lo <= score <= hi]
             for k, lo, hi in read.ranges
         }
-        return Got(values, fields, sets, ranges)
+        return Got(values, fields, sets, ranges, self.seen.intersection(read.seen))
 
     def _write(self, writes: Writes) -> None:
         for (window, start), amounts in writes.rollup.counters.items():

@@ -31,7 +31,44 @@ log = logging.getLogger(__name__)
 EXIT_BUG = 70
 
 
+#: faust asks the broker to hold an empty fetch for up to 1.5 s (hard-coded in its aiokafka driver). Tansu answers
+#: an empty fetch only when that wait is over, even when records arrive meanwhile, which put ~1 s of latency on
+#: every quiet partition. A short wait costs an empty fetch round trip per partition now and then.
+FETCH_MAX_WAIT_MS = 100
+
+
+def _bound_fetch_wait(ms: int) -> None:
+    """Cap faust's fetch wait (its driver passes `fetch_max_wait_ms=1500` to aiokafka with no setting for it)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    base = driver.aiokafka.AIOKafkaConsumer
+    if getattr(base, "_aiyield_fetch_wait", None) == ms:
+        return
+
+    class Consumer(getattr(base, "_aiyield_base", base)):  # type: ignore[misc,valid-type]
+        _aiyield_fetch_wait = ms
+        _aiyield_base = getattr(base, "_aiyield_base", base)
+
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", ms), ms)
+            super().__init__(*args, **kwargs)
+
+    driver.aiokafka = _Module(driver.aiokafka, AIOKafkaConsumer=Consumer)
+
+
+class _Module:
+    """A module seen through a few replaced attributes (so the library's own module object is left untouched)."""
+
+    def __init__(self, module, **replaced) -> None:
+        self.__dict__.update(replaced)
+        self._module = module
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+
 def create_app(settings: Settings, datadir: str | None = None) -> faust.App:
+    _bound_fetch_wait(FETCH_MAX_WAIT_MS)
     app = faust.App(
         settings.namespace + "aiyield-worker",
         broker=f"kafka://{settings.kafka}",

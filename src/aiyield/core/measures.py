@@ -6,6 +6,7 @@ contract's metric names. Pure: the worker calls these and writes the resulting `
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 
 from aiyield.core.crediting import Delta
@@ -41,13 +42,26 @@ TOKEN_TYPES = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
+def _token_series(team: str, tool: str, model: str) -> tuple[tuple[str, ...], str, str]:
+    """(token series by TOKEN_TYPES, spend series, unpriced series) of one label set: built once, not per event."""
+    return (
+        tuple(series(Measure.TOKENS, team, tool, model, kind) for kind, _attr in TOKEN_TYPES),
+        series(Measure.SPEND, team, tool, model),
+        series(Measure.UNPRICED, team, tool, model),
+    )
+
+
 def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> None:
     """Add one accepted (validated, deduplicated) event's input metrics to the batch rollup."""
-    amounts: dict[str, int] = {}
     if isinstance(event, TokenEvent):
-        labels = (event.team, event.tool, event.model)
-        for kind, attr in TOKEN_TYPES:
-            amounts[series(Measure.TOKENS, *labels, kind)] = getattr(event, attr)
+        tokens, spend, unpriced = _token_series(event.team, event.tool, event.model)
+        amounts = {
+            tokens[0]: event.input_tokens,
+            tokens[1]: event.output_tokens,
+            tokens[2]: event.cache_read_tokens,
+            tokens[3]: event.cache_write_tokens,
+        }
         cost = event.cost_usd
         if cost is None:
             cost = prices.cost(
@@ -55,10 +69,14 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
             )
         if cost is None:
             # Unknown model: the spend is unknown, not zero. Counted so finance sees what the price table misses.
-            amounts[series(Measure.UNPRICED, *labels)] = 1
+            amounts[unpriced] = 1
         else:
-            amounts[series(Measure.SPEND, *labels)] = round(cost * SCALE[Measure.SPEND])
-    elif isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
+            amounts[spend] = round(cost * SCALE[Measure.SPEND])
+        rollup.teams.add(event.team)
+        rollup.add(event.ts, now, amounts, event.team, event.developer)
+        return
+    amounts: dict[str, int] = {}
+    if isinstance(event, TaskEvent) and event.status in ("completed", "abandoned"):
         amounts[series(Measure.TASKS, event.team, event.tool, event.status)] = 1
         if event.status == "completed" and event.ai_lines is not None:
             # Lines per task, for the `splitting` waste signal (first report of a task; later ones are not re-counted).
@@ -66,7 +84,7 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
             amounts[series(Measure.AI_LINES_TASKS, event.team, event.tool)] = 1
     elif isinstance(event, ContextEvent):
         amounts[series(Measure.CONTEXT, event.team, event.tool, event.metric)] = event.value
-    if isinstance(event, (TokenEvent, TaskEvent, ContextEvent)):
+    if isinstance(event, (TaskEvent, ContextEvent)):
         rollup.teams.add(event.team)
         rollup.add(event.ts, now, amounts, event.team, event.developer)
     elif amounts:

@@ -72,6 +72,7 @@ class PriceTable:
         self._prices = dict(prices)
         # Longest key first, so "gpt-5-mini-2025-08-07" matches "gpt-5-mini" before "gpt-5".
         self._keys = sorted(self._prices, key=len, reverse=True)
+        self._looked_up: dict[str, Price | None] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "PriceTable":
@@ -81,6 +82,17 @@ class PriceTable:
         return cls(prices)
 
     def lookup(self, model: str) -> Price | None:
+        """The price of a model, remembered per model id (a bounded number of ids: the cardinality guard runs first)."""
+        try:
+            return self._looked_up[model]
+        except KeyError:
+            pass
+        price = self._lookup(model)
+        if len(self._looked_up) < 65536:
+            self._looked_up[model] = price
+        return price
+
+    def _lookup(self, model: str) -> Price | None:
         """Exact id first, then the longest known id that the (provider-stripped) model id starts with.
 
         Vendors append dates and versions ("claude-sonnet-4-5-20250929"); the prefix match maps them to their family.

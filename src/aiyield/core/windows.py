@@ -12,7 +12,6 @@ bit; floats only appear at the exporter.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 #: window name -> (window seconds, bucket seconds)
 WINDOWS: dict[str, tuple[int, int]] = {
@@ -75,26 +74,64 @@ def split_series(field_name: str) -> tuple[str, list[str]]:
     return measure, labels
 
 
-@dataclass
-class Rollup:
-    """Increments of one batch, aggregated before they are written: N events cost one write per distinct series."""
+#: Every stored bucket width is a whole number of minutes, aligned on the epoch: events of one minute fall in the
+#: same bucket of every window, so a batch is aggregated per minute first and spread over the windows once.
+MINUTE = 60
+assert all(width % MINUTE == 0 for _length, width in STORED.values())
 
-    counters: dict[tuple[str, int], dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
-    developers: dict[tuple[str, int, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    teams: set[str] = field(default_factory=set)
+
+class Rollup:
+    """Increments of one batch, aggregated before they are written: N events cost one write per distinct series.
+
+    `add` only sums into the event's minute (one dict increment per series); `counters` and `developers` spread each
+    minute over the windows it counts in when they are read, so the per-event cost does not grow with the number of
+    windows.
+    """
+
+    def __init__(self) -> None:
+        self.teams: set[str] = set()
+        # (minute start, now) -> series -> amount; (minute start, now, team) -> developers
+        self._minutes: dict[tuple[int, float], dict[str, int]] = {}
+        self._minute_developers: dict[tuple[int, float, str | None], set[str]] = {}
 
     def add(self, ts: float, now: float, amounts: dict[str, int], team: str | None = None, developer: str | None = None) -> None:
         """Add one event's amounts (series -> amount) and, optionally, its developer to every window it counts in."""
-        for key in live_buckets(ts, now):
-            counters = self.counters[key]
-            history = key[0] in HISTORY
-            for series_name, amount in amounts.items():
-                if amount and (not history or series_name.split(SEP, 1)[0] in HISTORY_MEASURES):
-                    counters[series_name] += amount
-            if history:
-                continue
-            if developer is not None:
-                self.developers[(*key, team)].add(developer)
+        key = (int(ts // MINUTE) * MINUTE, now)
+        counters = self._minutes.get(key)
+        if counters is None:
+            counters = self._minutes[key] = defaultdict(int)
+        for series_name, amount in amounts.items():
+            if amount:
+                counters[series_name] += amount
+        if developer is not None:
+            dkey = (key[0], now, team)
+            developers = self._minute_developers.get(dkey)
+            if developers is None:
+                developers = self._minute_developers[dkey] = set()
+            developers.add(developer)
+
+    @property
+    def counters(self) -> dict[tuple[str, int], dict[str, int]]:
+        """(window, bucket start) -> series -> amount."""
+        out: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for (minute, now), amounts in self._minutes.items():
+            for key in live_buckets(minute, now):
+                counters = out[key]
+                history = key[0] in HISTORY
+                for series_name, amount in amounts.items():
+                    if amount and (not history or series_name.split(SEP, 1)[0] in HISTORY_MEASURES):
+                        counters[series_name] += amount
+        return out
+
+    @property
+    def developers(self) -> dict[tuple[str, int, str | None], set[str]]:
+        """(window, bucket start, team) -> developers (history windows keep none)."""
+        out: dict[tuple[str, int, str | None], set[str]] = defaultdict(set)
+        for (minute, now, team), developers in self._minute_developers.items():
+            for key in live_buckets(minute, now):
+                if key[0] not in HISTORY:
+                    out[(*key, team)] |= developers
+        return out
 
     def __bool__(self) -> bool:
-        return bool(self.counters or self.developers or self.teams)
+        return bool(self._minutes or self._minute_developers or self.teams)

@@ -1,0 +1,37 @@
+"""`aiyield bench` as a user runs it: a small run of the throughput phases prints one JSON object of figures.
+
+Figures are measured, never asserted against a clock: this checks the command runs the floor and the worker on the
+same data to completion and reports every figure of those phases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_json_reports_floor_worker_ratio_and_memory():
+    env = {k: v for k, v in os.environ.items() if k not in ("AIYIELD_KAFKA", "AIYIELD_REDIS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "aiyield", "bench", "--events", "3000", "--phases", "floor,worker", "--json"],
+        env=env, capture_output=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    figures = json.loads(done.stdout)
+    for name in ("floor_events_per_s", "worker_events_per_s", "ratio", "redis_bytes_per_event",
+                 "dedup_bytes_per_event", "worker_peak_rss_mb"):
+        assert figures[name] > 0, name
+    assert figures["events"] == 3000
+    assert "floor:" in done.stderr.decode()
+
+
+def test_bench_refuses_an_unknown_phase():
+    done = subprocess.run([sys.executable, "-m", "aiyield", "bench", "--phases", "nope"], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"unknown phase" in done.stderr
