@@ -216,9 +216,15 @@ def aiyield(pipeline, *args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+#: Gauges the exporter derives at scrape time from the stored windows *and the clock* (a forecast made a minute later
+#: differs by design); the stored windows they are derived from are compared through every other metric.
+CLOCK_DERIVED = ("aiyield_month_forecast_usd", "aiyield_budget_burn_rate", "aiyield_usage_spike_score",
+                 "aiyield_waste_score", "aiyield_waste_signal")
+
+
 def contract_metrics(pipeline) -> dict:
     return {k: v for k, v in pipeline.metrics().items()
-            if k[0].startswith("aiyield_") and not k[0].startswith("aiyield_exporter")}
+            if k[0].startswith("aiyield_") and not k[0].startswith("aiyield_exporter") and k[0] not in CLOCK_DERIVED}
 
 
 def test_redis_wiped_rebuild_restores_every_metric_from_kafka(pipeline):
@@ -249,8 +255,12 @@ def test_redis_wiped_rebuild_restores_every_metric_from_kafka(pipeline):
     assert done.returncode == 0, done.stderr + done.stdout
     assert pipeline.settings.events_topic in done.stdout
     pipeline.start_worker()
-    wait_for(lambda: contract_metrics(pipeline) == before, 180,
-             "every metric to be rebuilt (differences: "
-             f"{ {k: (v, before.get(k)) for k, v in contract_metrics(pipeline).items() if before.get(k) != v} })")
+    try:
+        wait_for(lambda: contract_metrics(pipeline) == before, 180, "every metric to be rebuilt")
+    except AssertionError:
+        after = contract_metrics(pipeline)
+        raise AssertionError(
+            {k: (after.get(k), before.get(k)) for k in after.keys() | before.keys() if after.get(k) != before.get(k)}
+        ) from None
     time.sleep(2)
     assert contract_metrics(pipeline) == before  # and nothing more arrives later
