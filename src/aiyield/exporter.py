@@ -22,7 +22,7 @@ from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS
-from aiyield.readout import Snapshot, fold, read_snapshot
+from aiyield.readout import BucketCache, Snapshot, fold, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,20 @@ class AiyieldCollector(Collector):
         self.budgets = budgets
         self.caps = caps
         self.waste_grace = waste_grace
+        # Buckets read by earlier scrapes: a scrape re-reads only what changed since (readout.BucketCache). Scrapes
+        # may run on several threads; one at a time uses the cache.
+        self.cache = BucketCache()
+        self.lock = threading.Lock()
 
     def collect(self) -> Iterable[Metric]:
         try:
-            snap = read_snapshot(self.client, self.clock())
+            with self.lock:
+                snap = read_snapshot(self.client, self.clock(), self.cache)
         except redis.RedisError:
             log.exception("scrape failed: cannot read Redis")
             if self.errors is not None:
                 self.errors.inc()
+            self.cache = BucketCache()  # whatever a failed read left half-updated is not trusted
             raise
         yield from metric_families(fold(snap, self.caps), self.budgets, self.waste_grace)
 

@@ -99,6 +99,11 @@ def window(name: str, bucket: int) -> str:
     return f"{PREFIX}w:{name}:{bucket}"
 
 
+#: A field of every window bucket, bumped by each write to it (never a series: series start with a measure name), so
+#: that a reader can keep buckets it has read and re-read only those that changed.
+WINDOW_VERSION = "\x00v"
+
+
 def window_of(key: str) -> str | None:
     """The window name of a `window` key (None for any other key)."""
     head, _, rest = key.partition(f"{PREFIX}w:")

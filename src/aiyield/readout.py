@@ -7,6 +7,7 @@ from the same read (pure functions in `core/finance.py`), so they need no state 
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -33,6 +34,23 @@ LABELS: dict[str, tuple[str, ...]] = {
     Measure.OVERFLOW: ("label",),
     Measure.CONTEXT: ("team", "tool", "metric"),
 }
+
+@functools.lru_cache(maxsize=1 << 18)
+def _split(name: str) -> tuple[str, tuple[str, ...]]:
+    """`split_series`, cached: the same few thousand series names are split on every scrape."""
+    measure, labels = split_series(name)
+    return measure, tuple(labels)
+
+
+def _team_totals(amounts: dict[str, int]) -> dict[str, dict[str, int]]:
+    """measure -> team (first label) -> sum, of one bucket."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for name, amount in amounts.items():
+        measure, labels = _split(name)
+        if labels:
+            out[measure][labels[0]] += amount
+    return out
+
 
 #: The hourly-bucket window the spike and waste baselines read bucket by bucket; the minute-bucket window that dates
 #: teams younger than an hour; the daily history.
@@ -90,14 +108,28 @@ class Snapshot:
     last_ts: dict[str, float] = field(default_factory=dict)
     #: window -> bucket start -> series -> amount, for the windows read bucket by bucket (HOURLY and DAILY)
     buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
+    #: window -> bucket start -> measure -> team -> amount: per-bucket totals by team, when the reader kept them
+    #: (`BucketCache`); derived from `buckets` otherwise.
+    bucket_teams: dict[str, dict[int, dict[str, dict[str, int]]]] = field(default_factory=dict)
+    _index: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = field(default_factory=dict, repr=False)
 
-    def series(self, window: str, measure: str) -> list[tuple[list[str], int]]:
-        out = []
-        for name, amount in self.sums.get(window, {}).items():
-            m, labels = split_series(name)
-            if m == measure:
-                out.append((labels, amount))
-        return sorted(out)
+    def series(self, window: str, measure: str) -> list[tuple[tuple[str, ...], int]]:
+        """(labels, amount) of one measure's series over a window, sorted; indexed once per window."""
+        key = (window, measure)
+        if key not in self._index:
+            by_measure: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+            for name, amount in self.sums.get(window, {}).items():
+                m, labels = _split(name)
+                by_measure[m].append((labels, amount))
+            for m, rows in by_measure.items():
+                self._index[(window, m)] = sorted(rows)
+            self._index.setdefault(key, [])
+        return self._index[key]
+
+    def _teams_by_bucket(self, window: str) -> dict[int, dict[str, dict[str, int]]]:
+        if window not in self.bucket_teams:
+            self.bucket_teams[window] = {start: _team_totals(a) for start, a in self.buckets.get(window, {}).items()}
+        return self.bucket_teams[window]
 
     def by_team(self, window: str, measure: str) -> dict[str, int]:
         totals: dict[str, int] = defaultdict(int)
@@ -134,11 +166,9 @@ class Snapshot:
 
     def _bucket_by_team(self, window: str, measure: str, scale: float = 1.0) -> dict[str, dict[int, float]]:
         out: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-        for start, amounts in self.buckets.get(window, {}).items():
-            for name, amount in amounts.items():
-                m, labels = split_series(name)
-                if m == measure:
-                    out[labels[0]][start] += amount / scale
+        for start, totals in self._teams_by_bucket(window).items():
+            for team, amount in totals.get(measure, {}).items():
+                out[team][start] += amount / scale
         return out
 
     def daily_spend(self) -> dict[str, dict[int, float]]:
@@ -151,11 +181,13 @@ class Snapshot:
         hourly_credit = self._bucket_by_team(HOURLY, Measure.CREDIT, SCALE[Measure.CREDIT])
         def first_active(window: str) -> dict[str, int]:
             first: dict[str, int] = {}
-            for start, amounts in self.buckets.get(window, {}).items():
-                for name in amounts:
-                    measure, labels = split_series(name)
-                    if measure != Measure.OVERFLOW and labels and (labels[0] not in first or start < first[labels[0]]):
-                        first[labels[0]] = start
+            for start, totals in self._teams_by_bucket(window).items():
+                for measure, teams in totals.items():
+                    if measure == Measure.OVERFLOW:
+                        continue
+                    for team in teams:
+                        if team not in first or start < first[team]:
+                            first[team] = start
             return first
 
         first = first_active(HOURLY)
@@ -281,33 +313,103 @@ def fold(snap: Snapshot, caps: Caps) -> Snapshot:
     )
 
 
-def read_snapshot(client: redis.Redis, now: float) -> Snapshot:
+class BucketCache:
+    """Window buckets as last read, so a scrape re-reads only buckets whose version moved (`keys.WINDOW_VERSION`).
+
+    A busy organisation's windows hold hundreds of buckets of thousands of series each, and all but the newest of
+    them rarely change: reading and summing them all on every scrape took seconds. The cache keeps each bucket's
+    amounts and per-team totals by version, and each window's running sums, updated by the buckets that changed,
+    appeared or left the window. A bucket without a version (written before versions existed) is read every time.
+    """
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[int | None, dict[str, int]]] = {}
+        self.teams: dict[str, dict[str, dict[str, int]]] = {}
+        self.sums: dict[str, dict[str, int]] = {}
+        self.members: dict[str, set[str]] = {}  # window -> bucket keys in its sums
+
+    def refresh(self, key: str, version: int | None, amounts: dict[str, int]) -> dict[str, int] | None:
+        """Store a bucket just read; returns the amounts it replaces (None if it was not cached)."""
+        old = self.buckets.get(key)
+        self.buckets[key] = (version, amounts)
+        self.teams.pop(key, None)
+        return old[1] if old is not None else None
+
+    def fresh(self, key: str, version: int | None) -> bool:
+        cached = self.buckets.get(key)
+        return version is not None and cached is not None and cached[0] == version
+
+    def team_totals(self, key: str) -> dict[str, dict[str, int]]:
+        if key not in self.teams:
+            self.teams[key] = _team_totals(self.buckets[key][1])
+        return self.teams[key]
+
+    def window_sums(self, window: str, current: list[str], replaced: dict[str, dict[str, int]]) -> dict[str, int]:
+        """The window's sums over `current` bucket keys, updated from the last call's."""
+        sums = self.sums.setdefault(window, defaultdict(int))
+        members = self.members.setdefault(window, set())
+        wanted = set(current)
+        for key in list(members):
+            if key not in wanted or key in replaced:  # left the window, or changed: take its old amounts out
+                _add(sums, replaced.get(key, self.buckets.get(key, (None, {}))[1]), -1)
+                members.discard(key)
+        for key in current:
+            if key not in members:
+                _add(sums, self.buckets[key][1], 1)
+                members.add(key)
+        for key in [k for k in self.buckets if keys.window_of(k) == window and k not in wanted]:
+            del self.buckets[key]
+            self.teams.pop(key, None)
+        return {name: amount for name, amount in sums.items() if amount}
+
+
+def _add(sums: dict[str, int], amounts: dict[str, int], sign: int) -> None:
+    for name, amount in amounts.items():
+        sums[name] += sign * amount
+
+
+def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = None) -> Snapshot:
+    """Everything the exporter and the report show, as of `now`. With a `cache` kept across calls (the exporter's),
+    only the buckets written since the last call are read again."""
+    cache = cache if cache is not None else BucketCache()
     snap = Snapshot(now=now)
-    pipe = client.pipeline(transaction=False)
     plan = [*WINDOWS, *HISTORY]
-    for window in plan:
-        for start in window_buckets(window, now):
-            pipe.hgetall(keys.window(window, start))
+    bucket_keys = {window: [keys.window(window, start) for start in window_buckets(window, now)] for window in plan}
+    everything = [key for window in plan for key in bucket_keys[window]]
+    pipe = client.pipeline(transaction=False)
+    for key in everything:
+        pipe.hget(key, keys.WINDOW_VERSION)
     pipe.smembers(keys.TEAMS)
     pipe.hgetall(keys.EVENTS_TOTAL)
     pipe.zrange(keys.LAST_TS, 0, -1, withscores=True)
     results = pipe.execute()
+    versions = {key: (int(v) if v is not None else None) for key, v in zip(everything, results)}
+    i = len(everything)
 
-    i = 0
+    stale = [key for key in everything if not cache.fresh(key, versions[key])]
+    pipe = client.pipeline(transaction=False)
+    for key in stale:
+        pipe.hgetall(key)
+    replaced: dict[str, dict[str, int]] = {}
+    version_field = keys.WINDOW_VERSION.encode()
+    for key, raw in zip(stale, pipe.execute() if stale else []):
+        amounts = {name.decode(): int(amount) for name, amount in raw.items() if name != version_field}
+        old = cache.refresh(key, versions[key], amounts)
+        if old is not None:
+            replaced[key] = old
+
     for window in plan:
-        sums: dict[str, int] = defaultdict(int)
-        keep = window in (HOURLY, MINUTES, DAILY)
-        if keep:
-            snap.buckets[window] = {}
-        for start in window_buckets(window, now):
-            bucket = {name.decode(): int(amount) for name, amount in results[i].items()}
-            for name, amount in bucket.items():
-                sums[name] += amount
-            if keep and bucket:
-                snap.buckets[window][start] = bucket
-            i += 1
+        current = bucket_keys[window]
+        sums = cache.window_sums(window, current, replaced)
         if window in WINDOWS:
-            snap.sums[window] = dict(sums)
+            snap.sums[window] = sums
+        if window in (HOURLY, MINUTES, DAILY):
+            snap.buckets[window] = {}
+            snap.bucket_teams[window] = {}
+            for start, key in zip(window_buckets(window, now), current):
+                if cache.buckets[key][1]:
+                    snap.buckets[window][start] = cache.buckets[key][1]
+                    snap.bucket_teams[window][start] = cache.team_totals(key)
     snap.teams = {t.decode() for t in results[i]}
     snap.events_total = {tuple(k.decode().split(SEP)): int(v) for k, v in results[i + 1].items()}  # type: ignore[misc]
     snap.last_ts = {member.decode(): score for member, score in results[i + 2]}

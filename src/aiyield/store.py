@@ -207,6 +207,7 @@ for _ = 1, num() do
       redis.call('HSET', key, name, limit)
     end
   end
+  redis.call('HINCRBY', key, '\0v', 1)  -- keys.WINDOW_VERSION: readers re-read only buckets whose version moved
   redis.call('EXPIREAT', key, expire_at)
 end
 for _ = 1, num() do

@@ -1,0 +1,54 @@
+"""The exporter's bucket cache gives exactly what a fresh read gives, as buckets change, appear and age out."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+import redis
+
+from aiyield import batch
+from aiyield.core.events import Event
+from aiyield.core.pricing import PriceTable
+from aiyield.readout import BucketCache, read_snapshot
+from aiyield.store import Consumed, RedisStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+PRICES = PriceTable.load(None)
+
+
+def token(id: str, ts: float, team: str = "pay", cost: float = 0.25) -> Event:
+    return msgspec.convert({"type": "token", "id": id, "ts": ts, "team": team, "tool": "cc", "model": "m",
+                            "input_tokens": 3, "output_tokens": 1, "cost_usd": cost}, Event)  # type: ignore[arg-type]
+
+
+def same(cached, fresh) -> None:
+    assert cached.sums == fresh.sums
+    assert cached.buckets == fresh.buckets
+    assert cached.figures() == fresh.figures()
+
+
+async def test_cached_reads_equal_fresh_reads(isolated_env):
+    url = isolated_env["AIYIELD_REDIS"]
+    store, client, cache = RedisStore(url), redis.Redis.from_url(url), BucketCache()
+    now = time.time()
+    offset = 0
+
+    async def write(events: list[Event]) -> None:
+        nonlocal offset
+        record = Consumed("t", 0, offset, None, b"", now)
+        await store.transact("c", [record], batch.ingest({(0, offset): events}, PRICES, now))
+        offset += 1
+
+    await write([token(f"a{i}", now - i * 50) for i in range(80)] + [token("old", now - 20 * 86400, team="ops")])
+    same(read_snapshot(client, now, cache), read_snapshot(client, now))
+    # The newest buckets change, a new team appears, an old bucket is written again by a late event.
+    await write([token("b1", now - 5), token("b2", now - 10, team="web"), token("late", now - 3 * 86400, cost=2.0)])
+    cached = read_snapshot(client, now, cache)
+    same(cached, read_snapshot(client, now))
+    assert cached.by_team("30d", "spend")["web"] > 0
+    # Later: the oldest minute buckets leave the 1h window, and nothing else changes.
+    later = now + 600
+    same(read_snapshot(client, later, cache), read_snapshot(client, later))
+    await store.close()
