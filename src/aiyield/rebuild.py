@@ -25,8 +25,8 @@ from typing import Any
 from aiyield import keys
 from aiyield.settings import Settings
 
-#: Gateway state kept by a rebuild (not derived from Kafka).
-KEPT_PREFIXES = (keys.otlp_series("").rsplit(":", 1)[0] + ":",)
+#: State kept by a rebuild (not derived from Kafka): the gateway's OTLP series and the billed spend.
+KEPT_PREFIXES = (keys.otlp_series("").rsplit(":", 1)[0] + ":", keys.BILLED_PREFIX)
 
 
 class RebuildError(RuntimeError):
