@@ -343,9 +343,14 @@ def reconcile(
     try:
         while True:
             console.print(f"reconciling {', '.join(configured(settings))}: the last {days} complete UTC days")
-            outcomes = run(settings, client, time.time(), days, progress=progress)
-            _print_reconciled(outcomes)
-            failed = [o for o in outcomes if o.error]
+            try:
+                outcomes = run(settings, client, time.time(), days, progress=progress)
+            except redis.RedisError as exc:
+                console.print(f"[red]cannot store in Redis ({redact_url(settings.redis)}):[/] {exc}")
+                outcomes = None
+            else:
+                _print_reconciled(outcomes)
+            failed = outcomes is None or any(o.error for o in outcomes)
             if every is None:
                 if failed:
                     raise typer.Exit(1)
@@ -373,7 +378,7 @@ def _print_reconciled(outcomes) -> None:
         out.print(table)
     for o in outcomes:
         if o.error:
-            console.print(f"[red]{o.provider}: not stored:[/] {o.error}")
+            console.print(f"[red]not stored:[/] {o.error}")
 
 
 @app.command()

@@ -78,7 +78,7 @@ def test_a_failing_provider_is_reported_and_the_other_is_stored(isolated_env, bi
     billing_apis.anthropic = {today - DAY: ["700"]}
     result = reconcile_cli(api_env(isolated_env, billing_apis, openai_key="sk-admin-REVOKED"), "--days", "3")
     assert result.returncode == 1
-    assert "openai: not stored:" in result.stderr and "Incorrect API key provided" in result.stderr
+    assert "not stored: openai: HTTP 401" in result.stderr and "Incorrect API key provided" in result.stderr
     assert "REVOKED" not in result.stdout + result.stderr
     client = redis.Redis.from_url(isolated_env["AIYIELD_REDIS"])
     assert stored(client, "anthropic")[today - DAY] == 7 * SCALE["spend"]
