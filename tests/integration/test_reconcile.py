@@ -158,3 +158,20 @@ def test_billed_and_capture_ratio_beside_the_pipeline_spend(pipeline, billing_ap
     # The same spend is in aiyield's own 30d window, Bedrock and Gemini included: only the attribution differs.
     assert v("aiyield_spend_usd", team="payments", tool="claude-code", model="us.anthropic.claude-sonnet-4-20250514-v1:0",
              window="30d") == 100.0
+
+
+def test_rebuild_keeps_the_billed_days(isolated_env):
+    """`aiyield rebuild` clears what Kafka can restore; the bill is not on Kafka."""
+    from decimal import Decimal
+
+    from aiyield.rebuild import _delete_state
+    from aiyield.reconcile import store
+
+    client = redis.Redis.from_url(isolated_env["AIYIELD_REDIS"])
+    now = time.time()
+    yesterday = int(now // DAY) * DAY - DAY
+    store(client, "openai", {yesterday: Decimal("12.5")}, now)
+    client.hset(keys.window("1h", 0), "x", 1)
+    assert _delete_state(client) == 1
+    assert stored(client, "openai") == {yesterday: 12_500_000_000}
+    assert client.hget(keys.BILLED_SYNCED, "openai") is not None
