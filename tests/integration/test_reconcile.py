@@ -175,3 +175,18 @@ def test_rebuild_keeps_the_billed_days(isolated_env):
     assert _delete_state(client) == 1
     assert stored(client, "openai") == {yesterday: 12_500_000_000}
     assert client.hget(keys.BILLED_SYNCED, "openai") is not None
+
+
+def test_days_past_retention_are_dropped(isolated_env):
+    from decimal import Decimal
+
+    from aiyield.core.billing import RETENTION_DAYS
+    from aiyield.reconcile import store
+
+    client = redis.Redis.from_url(isolated_env["AIYIELD_REDIS"])
+    now = time.time()
+    today = int(now // DAY) * DAY
+    store(client, "anthropic", {today - RETENTION_DAYS * DAY: Decimal(1), today - (RETENTION_DAYS + 1) * DAY: Decimal(2)},
+          now - 10)
+    store(client, "anthropic", {today - DAY: Decimal(3)}, now)
+    assert stored(client, "anthropic") == {today - RETENTION_DAYS * DAY: SCALE["spend"], today - DAY: 3 * SCALE["spend"]}
