@@ -191,7 +191,11 @@ def fetch(provider: str, settings: Settings, start: int, now: float, http: Http,
     page_token: str | None = None
     for pages in range(1, MAX_PAGES + 1):
         answer = http.get(url, base + ([("page", page_token)] if page_token else []), headers, provider)
-        for day, amount in parse(answer, now).items():
+        try:
+            parsed = parse(answer, now)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReconcileError(f"{provider}: unexpected answer ({type(exc).__name__}: {exc})") from None
+        for day, amount in parsed.items():
             if day >= start:
                 days[day] = days.get(day, Decimal(0)) + amount
         if progress is not None:

@@ -128,6 +128,25 @@ def test_rate_limits_and_server_errors_are_retried(billing_apis):
         fetch("openai", settings(billing_apis), TODAY - DAY, NOW, Http(sleep=waits.append))
 
 
+class Canned(Http):
+    """Answers every request with one page, as a changed API could."""
+
+    def __init__(self, page: dict) -> None:
+        super().__init__()
+        self.page = page
+
+    def get(self, *args, **kw):
+        return self.page
+
+
+def test_an_answer_of_another_shape_is_an_error():
+    anthropic = Settings(anthropic_admin_key=ANTHROPIC_KEY)
+    with pytest.raises(ReconcileError, match="unexpected answer"):
+        fetch("anthropic", anthropic, TODAY - DAY, NOW, Canned({"data": [{"results": []}], "has_more": False}))
+    with pytest.raises(ReconcileError, match="`has_more` without a `next_page`"):
+        fetch("anthropic", anthropic, TODAY - DAY, NOW, Canned({"data": [], "has_more": True, "next_page": None}))
+
+
 def test_a_wrong_key_is_an_error_that_does_not_show_the_key(billing_apis):
     wrong = Settings(anthropic_admin_key="sk-ant-admin01-WRONG", anthropic_api_url=billing_apis.url)
     with pytest.raises(ReconcileError, match="HTTP 401.*invalid x-api-key") as info:

@@ -46,12 +46,6 @@ def day_start(ts: float) -> int:
     return int(ts // DAY) * DAY
 
 
-def complete_days(start: float, now: float) -> list[int]:
-    """UTC day starts from `start`'s day up to the last day that ended at or before `now`."""
-    first, today = day_start(start), day_start(now)
-    return list(range(first, today, DAY))
-
-
 def window_days(window: str, as_of: int) -> list[int]:
     """The day starts a billed window covers, oldest first, ending with `as_of`."""
     n = BILLED_WINDOWS[window]

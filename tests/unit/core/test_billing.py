@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from aiyield.core.billing import (
-    BILLED_WINDOWS, DAY, complete_days, provider_daily_spend, readings, to_units, usd, window_days,
+    BILLED_WINDOWS, DAY, provider_daily_spend, readings, to_units, usd, window_days,
 )
 from aiyield.core.measures import Measure
 from aiyield.core.pricing import BUILTIN_PRICES, provider_of
@@ -41,11 +41,6 @@ def test_every_builtin_anthropic_and_openai_model_has_its_provider():
     for model in BUILTIN_PRICES:
         expected = "anthropic" if model.startswith("claude") else "openai" if model.startswith(("gpt", "o3", "o4")) else None
         assert provider_of(model) == expected, model
-
-
-def test_complete_days_stop_before_today():
-    assert complete_days(TODAY - 3 * DAY + 5, NOW) == [TODAY - 3 * DAY, TODAY - 2 * DAY, YESTERDAY]
-    assert complete_days(TODAY + 1, NOW) == []
 
 
 def test_window_days_end_with_the_as_of_day():
