@@ -52,3 +52,14 @@ def isolated_env(services):
         "AIYIELD_PARTITIONS": "4",
         "AIYIELD_PSEUDONYM_KEY": "test-key",
     }
+
+
+@pytest.fixture
+def billing_apis():
+    """A local Anthropic cost report and OpenAI costs API (tests/billing_apis.py); fill `.anthropic` / `.openai`."""
+    from tests.billing_apis import BillingApis, Running
+
+    apis = BillingApis()
+    running = Running(apis)
+    yield apis
+    running.close()

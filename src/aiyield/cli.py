@@ -1,4 +1,5 @@
-"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild | hook`."""
+"""Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild |
+reconcile | hook`."""
 
 from __future__ import annotations
 
@@ -312,6 +313,72 @@ def rebuild(
     group = f"deleted consumer group {worker_group(settings)!r}" if done.deleted_group else "no consumer group to delete"
     out.print(f"{group}; deleted {done.deleted_keys} Redis keys. Start the workers: they re-apply every retained "
               f"event of {settings.events_topic}.")
+
+
+@app.command()
+def reconcile(
+    days: int = typer.Option(30, min=1, max=62, help="Complete UTC days to fetch (and overwrite), ending yesterday."),
+    every: Optional[float] = typer.Option(
+        None, min=60, help="Run again every SECONDS until stopped (compose); default: run once (CronJob)."),
+) -> None:
+    """Pull daily billed cost from the Anthropic and OpenAI admin cost APIs into Redis (aiyield_billed_usd).
+
+    Providers without an admin key (AIYIELD_ANTHROPIC_ADMIN_KEY, AIYIELD_OPENAI_ADMIN_KEY) are skipped. Exit 1 when
+    a provider failed (what the others fetched is stored), 2 when none is configured.
+    """
+    import redis
+
+    from aiyield.reconcile import configured, run
+
+    settings = _require(_settings(), kafka=False)
+    if not configured(settings):
+        console.print("[red]no provider configured:[/] set AIYIELD_ANTHROPIC_ADMIN_KEY and/or AIYIELD_OPENAI_ADMIN_KEY")
+        raise typer.Exit(2)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    _terminate_on_sigterm()
+
+    def progress(provider: str, pages: int, found: int) -> None:
+        console.print(f"{provider}: page {pages} fetched, {found} days so far")
+
+    try:
+        while True:
+            console.print(f"reconciling {', '.join(configured(settings))}: the last {days} complete UTC days")
+            try:
+                outcomes = run(settings, client, time.time(), days, progress=progress)
+            except redis.RedisError as exc:
+                console.print(f"[red]cannot store in Redis ({redact_url(settings.redis)}):[/] {exc}")
+                outcomes = None
+            else:
+                _print_reconciled(outcomes)
+            failed = outcomes is None or any(o.error for o in outcomes)
+            if every is None:
+                if failed:
+                    raise typer.Exit(1)
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_reconciled(outcomes) -> None:
+    """What was stored: one row per UTC day, one column per provider (USD), then the totals; errors below."""
+    from datetime import datetime, timezone
+
+    stored = [o for o in outcomes if o.error is None]
+    table = Table(title="aiyield reconcile: billed USD stored")
+    table.add_column("day (UTC)")
+    for o in stored:
+        table.add_column(o.provider, justify="right")
+    for day in sorted({d for o in stored for d in o.days}):
+        table.add_row(datetime.fromtimestamp(day, timezone.utc).strftime("%Y-%m-%d"),
+                      *(f"{o.days[day]:,.2f}" if day in o.days else "—" for o in stored))
+    table.add_section()
+    table.add_row("total", *(f"{sum(o.days.values()):,.2f}" for o in stored))
+    if stored:
+        out.print(table)
+    for o in outcomes:
+        if o.error:
+            console.print(f"[red]not stored:[/] {o.error}")
 
 
 @app.command()

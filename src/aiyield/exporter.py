@@ -17,12 +17,12 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aiyield.core import finance
+from aiyield.core import billing, finance
 from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
-from aiyield.core.windows import SCALE, WINDOWS
-from aiyield.readout import BucketCache, Snapshot, fold, read_snapshot
+from aiyield.core.windows import SCALE, WINDOWS, window_buckets
+from aiyield.readout import DAILY, Billed, BucketCache, Snapshot, fold, read_billed, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class AiyieldCollector(Collector):
         try:
             with self.lock:
                 snap = read_snapshot(self.client, self.clock(), self.cache)
+            billed = read_billed(self.client)
         except redis.RedisError:
             log.exception("scrape failed: cannot read Redis")
             if self.errors is not None:
@@ -54,6 +55,8 @@ class AiyieldCollector(Collector):
             self.cache = BucketCache()  # whatever a failed read left half-updated is not trusted
             raise
         yield from metric_families(fold(snap, self.caps), self.budgets, self.waste_grace)
+        # The unfolded snapshot: a model folded into `other` by the read-time guard would lose its provider.
+        yield from billing_families(snap, billed)
 
 
 def metric_families(
@@ -207,6 +210,40 @@ def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = fina
             signal.add_metric([team, reading.signal], 1.0 if reading.flagged else 0.0)
             score.add_metric([team, reading.signal], reading.score)
     yield from (budget, month, forecast, burn, spike, signal, score)
+
+
+def billing_families(snap: Snapshot, billed: Billed) -> Iterable[Metric]:
+    """Billed spend per provider and the share of it aiyield saw (`aiyield reconcile`; windows: core/billing.py)."""
+    amount = GaugeMetricFamily(
+        "aiyield_billed_usd",
+        "Cost billed by the provider over the window's whole UTC days, ending with the newest reconciled day.",
+        labels=["provider", "window"],
+    )
+    capture = GaugeMetricFamily(
+        "aiyield_spend_capture_ratio",
+        "aiyield's estimated spend on the provider's models / billed cost, over the same UTC days; absent when billed is 0.",
+        labels=["provider", "window"],
+    )
+    through = GaugeMetricFamily(
+        "aiyield_billed_through_timestamp_seconds",
+        "End of the newest complete UTC day reconciled for the provider (the billed windows end here).",
+        labels=["provider"],
+    )
+    synced = GaugeMetricFamily(
+        "aiyield_billed_last_sync_timestamp_seconds", "When `aiyield reconcile` last stored the provider's bill.",
+        labels=["provider"],
+    )
+    history = min(window_buckets(DAILY, snap.now))
+    estimated = billing.provider_daily_spend(snap.buckets.get(DAILY, {}))
+    for reading in billing.readings(billed.days, estimated, history):
+        amount.add_metric([reading.provider, reading.window], reading.billed_usd)
+        if reading.capture_ratio is not None:
+            capture.add_metric([reading.provider, reading.window], reading.capture_ratio)
+    for provider, days in sorted(billed.days.items()):
+        through.add_metric([provider], max(days) + billing.DAY)
+    for provider, ts in sorted(billed.synced.items()):
+        synced.add_metric([provider], ts)
+    yield from (f for f in (amount, capture, through, synced) if f.samples)  # absent until reconcile has run
 
 
 def build_registry(

@@ -22,6 +22,10 @@ Layout (prefix `ay:`):
   j:d:{digest}                         join: one deployment (repo, deploy_id)
   j:b:{digest}                         join: head-only deployments anchored on a branch (repo, branch)
   j:p:{digest}                         join: sorted set of commits pushed to a branch, by push time
+  bill:d:{provider}                    billed spend (`aiyield reconcile`): hash of UTC day start -> integer amount
+                                       (spend's fixed point); HSET overwrites a day, so a re-run never adds
+  bill:synced                          hash: provider -> time of its last successful reconcile
+Kept by `aiyield rebuild` (not derived from Kafka): `otlp2:` and `bill:`.
 """
 
 from __future__ import annotations
@@ -162,3 +166,14 @@ def join_branch(repo: str, branch: str) -> str:
 def join_pushes(repo: str, branch: str) -> str:
     """Sorted set of `sha@ts` pushed to a branch, scored by push time."""
     return f"{PREFIX}j:p:{digest(repo + chr(0) + branch)}"
+
+
+# Billed spend (aiyield.reconcile writes, aiyield.readout reads).
+
+BILLED_PREFIX = f"{PREFIX}bill:"
+BILLED_SYNCED = f"{BILLED_PREFIX}synced"
+
+
+def billed_days(provider: str) -> str:
+    """Hash of one provider's billed days: field = UTC day start (epoch seconds), value = integer amount."""
+    return f"{BILLED_PREFIX}d:{provider}"

@@ -423,3 +423,25 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     for window in WINDOWS:
         snap.developers[window] = {team: next(counts) for team in teams}
     return snap
+
+
+@dataclass
+class Billed:
+    """What `aiyield reconcile` stored: provider -> UTC day start -> billed amount (fixed point), and sync times."""
+
+    days: dict[str, dict[int, int]] = field(default_factory=dict)
+    synced: dict[str, float] = field(default_factory=dict)
+
+
+def read_billed(client: redis.Redis) -> Billed:
+    from aiyield.core.pricing import PROVIDERS
+
+    pipe = client.pipeline(transaction=False)
+    for provider in PROVIDERS:
+        pipe.hgetall(keys.billed_days(provider))
+    pipe.hgetall(keys.BILLED_SYNCED)
+    *days, synced = pipe.execute()
+    return Billed(
+        days={p: {int(d): int(v) for d, v in rows.items()} for p, rows in zip(PROVIDERS, days) if rows},
+        synced={k.decode(): float(v) for k, v in synced.items()},
+    )

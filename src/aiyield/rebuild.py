@@ -9,7 +9,8 @@ therefore, with every worker stopped:
      while a worker runs, nothing is changed;
   2. delete aiyield's state from Redis: counters, windows, dedup markers, join state AND the consumed offsets stored
      with them (`aiyield.keys`), which would otherwise make the workers skip what they applied before. The gateway's
-     cumulative OTLP state (`otlp2:` keys) is kept: it is not derived from Kafka;
+     cumulative OTLP state (`otlp2:` keys) and the billed spend (`bill:` keys) are kept: they are not derived from
+     Kafka;
   3. the workers, started again, re-apply everything in order, rebuilding the dedup markers as they go. The join
      topic is read again from its start as well as re-published by the re-ingest: the join is idempotent (a repeated
      event credits nothing twice), and dead letters are counted once per message id.
@@ -25,8 +26,8 @@ from typing import Any
 from aiyield import keys
 from aiyield.settings import Settings
 
-#: Gateway state kept by a rebuild (not derived from Kafka).
-KEPT_PREFIXES = (keys.otlp_series("").rsplit(":", 1)[0] + ":",)
+#: State kept by a rebuild (not derived from Kafka): the gateway's OTLP series and the billed spend.
+KEPT_PREFIXES = (keys.otlp_series("").rsplit(":", 1)[0] + ":", keys.BILLED_PREFIX)
 
 
 class RebuildError(RuntimeError):

@@ -96,6 +96,12 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     #: CA bundle (PEM) for a `rediss://` Redis; Redis user and password travel in the URL (`rediss://user:pass@host`).
     redis_ca_file: str | None = None
+    #: `aiyield reconcile`: admin keys of the providers' cost APIs (a provider without a key is skipped), and their
+    #: base URLs (tests point them at a local server).
+    anthropic_admin_key: str = _secret()
+    openai_admin_key: str = _secret()
+    anthropic_api_url: str = "https://api.anthropic.com"
+    openai_api_url: str = "https://api.openai.com"
 
     def __repr__(self) -> str:
         # Secret fields are left out (repr=False) and a password inside the Redis URL is masked.
@@ -193,9 +199,15 @@ class Settings:
             kw[name.lower()] = value
 
         for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE", "GATEWAY_HOST",
-                     "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "REDIS_CA_FILE"):
+                     "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "REDIS_CA_FILE",
+                     "ANTHROPIC_ADMIN_KEY", "OPENAI_ADMIN_KEY"):
             if get(name) is not None:
                 kw[name.lower()] = get(name)
+        for name in ("ANTHROPIC_API_URL", "OPENAI_API_URL"):
+            if get(name) is not None:
+                if urlsplit(get(name)).scheme not in ("http", "https") or not urlsplit(get(name)).netloc:
+                    raise SettingsError(f"AIYIELD_{name}={get(name)!r}: expected an http:// or https:// URL")
+                kw[name.lower()] = get(name).rstrip("/")
         _transport_security(get, kw)
         number("PARTITIONS", int, 1)
         number("GATEWAY_PORT", int, 0)

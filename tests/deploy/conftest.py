@@ -33,12 +33,16 @@ CONTRACT_METRICS: dict[str, frozenset[str]] = {
     "aiyield_usage_spike_score": frozenset({"team"}),
     "aiyield_retracted_normalized_deployments": frozenset({"team", "reason", "window"}),
     "aiyield_contested_claims": frozenset({"team", "window"}),
+    "aiyield_billed_usd": frozenset({"provider", "window"}),
+    "aiyield_spend_capture_ratio": frozenset({"provider", "window"}),
 }
 #: Served by the exporter beyond the contract (docs/FINANCE.md, "Metrics"): dashboards and rules may use them too.
 EXTRA_METRICS: dict[str, frozenset[str]] = {
     "aiyield_budget_burn_rate": frozenset({"team"}),
     "aiyield_cardinality_overflow": frozenset({"label", "window"}),
     "aiyield_unpriced_token_events": frozenset({"team", "tool", "model", "window"}),
+    "aiyield_billed_through_timestamp_seconds": frozenset({"provider"}),
+    "aiyield_billed_last_sync_timestamp_seconds": frozenset({"provider"}),
 }
 CONTRACT_METRICS = {**CONTRACT_METRICS, **EXTRA_METRICS}
 #: Metrics carrying a `window` label: a query that does not pin the window sums 1h, 24h, 7d and 30d together.

@@ -93,3 +93,14 @@ def test_dockerfile():
     assert re.search(r"^RUN pip install \.", text, re.M)
     assert re.search(r'^ENTRYPOINT \["aiyield"\]', text, re.M)
     assert re.search(r"^USER ", text, re.M), "the image should not run as root"
+
+
+def test_reconcile_runs_on_request_with_its_keys_from_the_caller(compose):
+    service = compose["services"]["aiyield-reconcile"]
+    assert service["profiles"] == ["reconcile"], "needs admin keys: not started by a plain `docker compose up`"
+    assert service["command"][0] == "reconcile" and "--every" in service["command"]
+    env = _env(service)
+    assert env["AIYIELD_REDIS"] == "redis://redis:6379/0"
+    for key in ("AIYIELD_ANTHROPIC_ADMIN_KEY", "AIYIELD_OPENAI_ADMIN_KEY"):
+        assert key in env and env[key] is None, key  # passed through, optional: a provider without a key is skipped
+    assert set(service["depends_on"]) == {"redis"}

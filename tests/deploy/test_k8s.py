@@ -99,3 +99,30 @@ def test_kustomize_builds():
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "namespace: aiyield" in result.stdout
+
+
+BILLING_KEYS = {"AIYIELD_ANTHROPIC_ADMIN_KEY", "AIYIELD_OPENAI_ADMIN_KEY"}
+
+
+def test_reconcile_cronjob(objects, kustomization, load_yaml):
+    cron = objects[("CronJob", "aiyield-reconcile")]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] in ("Never", "OnFailure") and job["activeDeadlineSeconds"] > 0
+    (container,) = pod["containers"]
+    assert container["args"][0] == "reconcile"
+    assert {"configMapRef": {"name": "aiyield-config"}} in container["envFrom"]
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    # The admin keys come from their own Secret, each optional (a provider not used is skipped), and only here.
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(refs) == BILLING_KEYS
+    assert all(r["name"] == "aiyield-billing" and r["optional"] for r in refs.values())
+    template = load_yaml(K8S / "billing-secret.template.yaml")
+    assert template["kind"] == "Secret" and template["metadata"]["name"] == "aiyield-billing"
+    assert set(template["stringData"]) == BILLING_KEYS
+    assert "billing-secret.template.yaml" not in kustomization["resources"]
+    assert not BILLING_KEYS & set(objects[("ConfigMap", "aiyield-config")]["data"])
+    for name in ("aiyield-worker", "aiyield-exporter", "aiyield-gateway"):
+        (other,) = _deployment(objects, name)["spec"]["template"]["spec"]["containers"]
+        assert not BILLING_KEYS & {e["name"] for e in other.get("env", [])}, name

@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "AiyieldSpendSpike",
     "AiyieldBudgetForecastOverrun",
     "AiyieldWasteSignal",
+    "AiyieldSpendCaptureLow",
 }
 
 

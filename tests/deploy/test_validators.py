@@ -50,7 +50,8 @@ def test_kubernetes_manifests_validate_strictly(kustomized):
     validate = _tool("kubernetes-validate", "pip install kubernetes-validate (test extra)")
     result = _run(validate, "--strict", str(kustomized))
     assert result.returncode == 0, result.stdout + result.stderr
-    for kind in ("deployment/aiyield-alertmanager", "service/aiyield-alertmanager", "deployment/aiyield-exporter"):
+    for kind in ("deployment/aiyield-alertmanager", "service/aiyield-alertmanager", "deployment/aiyield-exporter",
+                 "cronjob/aiyield-reconcile"):
         assert f"passed for resource {kind}" in result.stdout
 
 

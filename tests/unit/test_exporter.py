@@ -138,3 +138,31 @@ def test_a_failed_scrape_is_a_500_and_counted():
         assert info.value.code == 500
     finally:
         server.shutdown()
+
+
+def test_billing_families_are_absent_until_reconcile_ran_and_1h_never_appears():
+    from aiyield.exporter import billing_families
+    from aiyield.readout import Billed
+
+    snap = snapshot()
+    assert list(billing_families(snap, Billed())) == []
+    day = int(NOW // 86400) * 86400
+    billed = Billed(days={"anthropic": {day - d * 86400: 48 * SCALE["spend"] for d in range(1, 8)}},
+                    synced={"anthropic": NOW - 60})
+    registry = CollectorRegistry()
+
+    class Billing(Collector):
+        def collect(self):
+            return billing_families(snap, billed)
+
+    registry.register(Billing())
+    value = registry.get_sample_value
+    # The snapshot's daily history: 24 USD of claude-sonnet-4 a day.
+    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "7d"}) == 7 * 48
+    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "window": "7d"}) == 0.5
+    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "window": "24h"}) == 0.5
+    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "30d"}) is None  # 7 days reconciled
+    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "1h"}) is None
+    assert value("aiyield_billed_through_timestamp_seconds", {"provider": "anthropic"}) == day
+    assert value("aiyield_billed_last_sync_timestamp_seconds", {"provider": "anthropic"}) == NOW - 60
+    assert value("aiyield_billed_usd", {"provider": "openai", "window": "7d"}) is None

@@ -151,3 +151,49 @@ def read_price_file(path: str | Path) -> dict[str, Price]:
         values.setdefault("cache_write", values["input"])
         out[name.lower()] = Price(**values)
     return out
+
+
+# ------------------------------------------------------------------------------------------------ billing providers
+
+#: Providers whose bill `aiyield reconcile` reads (docs/INTERFACE.md §5), in display order.
+PROVIDERS = ("anthropic", "openai")
+
+#: Model-id families billed by each provider's own API, matched on the lower-cased id after the gateway prefixes
+#: `anthropic/` and `openai/` (LiteLLM's direct routes) are removed. `o1`, `o3` and `o4` match alone or followed by
+#: `-` (`o4-mini`), so an unrelated `o30x` is not taken for OpenAI's.
+_PROVIDER_FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (provider, id prefixes, exact ids or `id-` prefixes)
+    ("anthropic", ("claude",), ()),
+    ("openai", ("gpt", "codex"), ("o1", "o3", "o4")),
+)
+
+#: Model ids served, and billed, by a cloud rather than by the model's vendor: Amazon Bedrock (`anthropic.claude-…`,
+#: `us.anthropic.…`, `bedrock/…`), Google Vertex AI (`vertex_ai/…`, `claude-…@20250514`), Azure OpenAI (`azure/…`).
+#: Their spend is on the cloud's invoice, not the vendor's, so it is attributed to no provider.
+_CLOUD_ROUTES = ("bedrock/", "vertex_ai/", "vertex/", "azure/", "azure_ai/")
+_CLOUD_PREFIXES = ("anthropic.", "us.", "eu.", "apac.", "global.")
+
+
+def provider_of(model: str) -> str | None:
+    """The provider whose bill carries this model's spend: `anthropic`, `openai`, or None.
+
+    The one place models are mapped to providers (the capture ratio, docs/INTERFACE.md §3):
+
+    | model id (lower case)                                        | provider  |
+    |--------------------------------------------------------------|-----------|
+    | `claude*`, `anthropic/claude*`                               | anthropic |
+    | `gpt*`, `codex*`, `o1`, `o3`, `o4`, `o1-*`, `o3-*`, `o4-*`, and the same after `openai/` | openai |
+    | Bedrock, Vertex AI and Azure ids (`anthropic.claude-…`, `us.anthropic.…`, `bedrock/…`, `vertex_ai/…`, `claude-…@date`, `azure/…`) | none: the cloud bills them |
+    | anything else (`gemini-*`, `amazon.nova-*`, `other`)          | none      |
+    """
+    name = model.strip().lower()
+    if name.startswith(_CLOUD_ROUTES) or name.startswith(_CLOUD_PREFIXES) or "@" in name:
+        return None
+    for gateway in ("anthropic/", "openai/"):
+        if name.startswith(gateway):
+            name = name[len(gateway):]
+            break
+    for provider, prefixes, exact in _PROVIDER_FAMILIES:
+        if name.startswith(prefixes) or any(name == e or name.startswith(e + "-") for e in exact):
+            return provider
+    return None
