@@ -15,6 +15,7 @@ import redis
 
 from aiyield import keys
 from aiyield.core import finance
+from aiyield.core.billing import usd
 from aiyield.core.cardinality import Caps, top_names
 from aiyield.core.finance import Budgets, TeamFigures
 from aiyield.core.measures import Measure
@@ -57,10 +58,6 @@ def _team_totals(amounts: dict[str, int]) -> dict[str, dict[str, int]]:
 HOURLY = "7d"
 MINUTES = "1h"
 DAILY = "days"
-
-
-def usd(amount: int) -> float:
-    return amount / SCALE[Measure.SPEND]
 
 
 def nd(amount: int) -> float:

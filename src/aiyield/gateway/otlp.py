@@ -459,12 +459,11 @@ def _token_event(
     team_keys: Sequence[str],
     measures: Mapping[str, Any],
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
+    return {
         "type": "token",
         "id": event_id,
         "ts": ts,
-        "team": _first(team_keys, attrs, resource) or UNASSIGNED,
-        "tool": _first(("service.name",), resource) or UNKNOWN,
+        **_origin(attrs, resource, team_keys),
         "model": _first(_MODEL_KEYS, attrs, resource) or UNKNOWN,
         "input_tokens": 0,
         "output_tokens": 0,
@@ -472,29 +471,32 @@ def _token_event(
         "cache_write_tokens": 0,
         **measures,
     }
+
+
+def _origin(attrs: Mapping[str, Any], resource: Mapping[str, Any], team_keys: Sequence[str]) -> dict[str, Any]:
+    """Team, tool and (when the source names one) developer of a data point or log record."""
+    origin: dict[str, Any] = {
+        "team": _first(team_keys, attrs, resource) or UNASSIGNED,
+        "tool": _first(("service.name",), resource) or UNKNOWN,
+    }
     developer = _first(_DEVELOPER_KEYS, attrs, resource)
     if developer is not None:
-        event["developer"] = developer
-    return event
+        origin["developer"] = developer
+    return origin
 
 
 def _context_event(
     event_id: str, ts: float, attrs: Mapping[str, Any], resource: Mapping[str, Any], team_keys: Sequence[str],
     metric: str, amount: float,
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
+    return {
         "type": "context",
         "id": event_id,
         "ts": ts,
-        "team": _first(team_keys, attrs, resource) or UNASSIGNED,
-        "tool": _first(("service.name",), resource) or UNKNOWN,
+        **_origin(attrs, resource, team_keys),
         "metric": metric,
         "value": round(amount),
     }
-    developer = _first(_DEVELOPER_KEYS, attrs, resource)
-    if developer is not None:
-        event["developer"] = developer
-    return event
 
 
 def _series_key(name: str, resource_kvs: Iterable[KeyValue], point_kvs: Iterable[KeyValue]) -> str:
