@@ -265,7 +265,7 @@ def serve(
     waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> tuple[object, threading.Thread]:
     """Serve /metrics on a background thread; returns (server, thread) so callers can shut it down."""
-    from prometheus_client import start_http_server
+    from aiyield.exposition import start_server
 
-    return start_http_server(port, addr=host, registry=build_registry(
-        redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace, **options))
+    registry = build_registry(redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace, **options)
+    return start_server(registry, port, host)

@@ -7,9 +7,9 @@ from the same read (pure functions in `core/finance.py`), so they need no state 
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import redis
 
@@ -19,7 +19,7 @@ from aiyield.core.billing import usd
 from aiyield.core.cardinality import Caps, top_names
 from aiyield.core.finance import Budgets, TeamFigures
 from aiyield.core.measures import Measure
-from aiyield.core.windows import HISTORY, SCALE, SEP, WINDOWS, series, split_series, window_buckets
+from aiyield.core.windows import HISTORY, SCALE, SEP, WINDOWS, split_series, window_buckets
 
 #: Labels of each measure's series, in order: which positions a team, tool or model occupies.
 LABELS: dict[str, tuple[str, ...]] = {
@@ -36,20 +36,31 @@ LABELS: dict[str, tuple[str, ...]] = {
     Measure.CONTEXT: ("team", "tool", "metric"),
 }
 
-@functools.lru_cache(maxsize=1 << 18)
-def _split(name: str) -> tuple[str, tuple[str, ...]]:
-    """`split_series`, cached: the same few thousand series names are split on every scrape."""
-    measure, labels = split_series(name)
-    return measure, tuple(labels)
+#: measure -> labels -> integer amount: one bucket's series, or a window's sums. Kept split by measure so that a
+#: scrape never splits series names again (`index` does it once, when a bucket is read).
+Amounts = dict[str, dict[tuple[str, ...], int]]
 
 
-def _team_totals(amounts: dict[str, int]) -> dict[str, dict[str, int]]:
+def index(named: Mapping[str, int]) -> Amounts:
+    """Amounts by series name (`core.windows.series`, as stored) to amounts by measure and labels."""
+    out: Amounts = {}
+    for name, amount in named.items():
+        measure, labels = split_series(name)
+        rows = out.setdefault(measure, {})
+        key = tuple(labels)
+        rows[key] = rows.get(key, 0) + amount
+    return out
+
+
+def _team_totals(amounts: Amounts) -> dict[str, dict[str, int]]:
     """measure -> team (first label) -> sum, of one bucket."""
-    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for name, amount in amounts.items():
-        measure, labels = _split(name)
-        if labels:
-            out[measure][labels[0]] += amount
+    out: dict[str, dict[str, int]] = {}
+    for measure, rows in amounts.items():
+        totals: dict[str, int] = defaultdict(int)
+        for labels, amount in rows.items():
+            if labels:
+                totals[labels[0]] += amount
+        out[measure] = dict(totals)
     return out
 
 
@@ -96,32 +107,26 @@ class MonthRow:
 @dataclass
 class Snapshot:
     now: float
-    #: window -> series name -> integer amount
-    sums: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: window -> measure -> labels -> integer amount
+    sums: dict[str, Amounts] = field(default_factory=dict)
     #: window -> team -> distinct developers
     developers: dict[str, dict[str, int]] = field(default_factory=dict)
     teams: set[str] = field(default_factory=set)
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
-    #: window -> bucket start -> series -> amount, for the windows read bucket by bucket (HOURLY and DAILY)
-    buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
+    #: window -> bucket start -> amounts, for the windows read bucket by bucket (HOURLY, MINUTES and DAILY)
+    buckets: dict[str, dict[int, Amounts]] = field(default_factory=dict)
     #: window -> bucket start -> measure -> team -> amount: per-bucket totals by team, when the reader kept them
     #: (`BucketCache`); derived from `buckets` otherwise.
     bucket_teams: dict[str, dict[int, dict[str, dict[str, int]]]] = field(default_factory=dict)
-    _index: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = field(default_factory=dict, repr=False)
+    _sorted: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = field(default_factory=dict, repr=False)
 
     def series(self, window: str, measure: str) -> list[tuple[tuple[str, ...], int]]:
-        """(labels, amount) of one measure's series over a window, sorted; indexed once per window."""
+        """(labels, amount) of one measure's series over a window, sorted by labels (a stable /metrics order)."""
         key = (window, measure)
-        if key not in self._index:
-            by_measure: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
-            for name, amount in self.sums.get(window, {}).items():
-                m, labels = _split(name)
-                by_measure[m].append((labels, amount))
-            for m, rows in by_measure.items():
-                self._index[(window, m)] = sorted(rows)
-            self._index.setdefault(key, [])
-        return self._index[key]
+        if key not in self._sorted:
+            self._sorted[key] = sorted(self.sums.get(window, {}).get(measure, {}).items())
+        return self._sorted[key]
 
     def _teams_by_bucket(self, window: str) -> dict[int, dict[str, dict[str, int]]]:
         if window not in self.bucket_teams:
@@ -130,7 +135,7 @@ class Snapshot:
 
     def by_team(self, window: str, measure: str) -> dict[str, int]:
         totals: dict[str, int] = defaultdict(int)
-        for labels, amount in self.series(window, measure):
+        for labels, amount in self.sums.get(window, {}).get(measure, {}).items():
             totals[labels[0]] += amount
         return totals
 
@@ -244,10 +249,8 @@ class Snapshot:
         if by:
             daily: dict[tuple[str, ...], dict[int, float]] = defaultdict(lambda: defaultdict(float))
             for day, amounts in self.buckets.get(DAILY, {}).items():
-                for name, amount in amounts.items():
-                    m, labels = split_series(name)
-                    if m == Measure.SPEND:
-                        daily[tuple(labels[:3])][day] += usd(amount)
+                for labels, amount in amounts.get(Measure.SPEND, {}).items():
+                    daily[labels[:3]][day] += usd(amount)
             for (team, tool, model), days in sorted(daily.items()):
                 f = finance.forecast_month(days, self.now)
                 rows.append(MonthRow(team, tool, model, label, f.month_to_date, f.forecast, None, None))
@@ -271,27 +274,30 @@ def fold(snap: Snapshot, caps: Caps) -> Snapshot:
     for team in snap.teams:
         weights["team"][team] += 0
     for window_sums in snap.sums.values():
-        for name, amount in window_sums.items():
-            m, labels = split_series(name)
-            for label, value in zip(LABELS.get(m, ()), labels):
+        for m, rows in window_sums.items():
+            for i, label in enumerate(LABELS.get(m, ())):
                 if label in weights:
-                    weights[label][value] += amount if m == Measure.SPEND else 0
+                    w = weights[label]
+                    for labels, amount in rows.items():
+                        if i < len(labels):
+                            w[labels[i]] += amount if m == Measure.SPEND else 0
     renames = {label: top_names(w, caps.of(label)) for label, w in weights.items()}
     if all(all(k == v for k, v in r.items()) for r in renames.values()):
         return snap
 
-    def rename(name: str) -> str:
-        m, labels = split_series(name)
-        for i, label in enumerate(LABELS.get(m, ())):
-            if label in renames and i < len(labels):
-                labels[i] = renames[label].get(labels[i], labels[i])
-        return series(m, *labels)
-
-    def refold(sums: dict[str, int]) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for name, amount in sums.items():
-            out[rename(name)] += amount
-        return dict(out)
+    def refold(amounts: Amounts) -> Amounts:
+        out: Amounts = {}
+        for m, rows in amounts.items():
+            positions = [(i, renames[label]) for i, label in enumerate(LABELS.get(m, ())) if label in renames]
+            target = out.setdefault(m, {})
+            for labels, amount in rows.items():
+                shown = list(labels)
+                for i, names in positions:
+                    if i < len(shown):
+                        shown[i] = names.get(shown[i], shown[i])
+                key = tuple(shown)
+                target[key] = target.get(key, 0) + amount
+        return out
 
     developers = {}
     for window, by_team in snap.developers.items():
@@ -315,17 +321,18 @@ class BucketCache:
 
     A busy organisation's windows hold hundreds of buckets of thousands of series each, and all but the newest of
     them rarely change: reading and summing them all on every scrape took seconds. The cache keeps each bucket's
-    amounts and per-team totals by version, and each window's running sums, updated by the buckets that changed,
-    appeared or left the window. A bucket without a version (written before versions existed) is read every time.
+    amounts (split by measure and labels once, when read) and per-team totals by version, and each window's running
+    sums, updated by the buckets that changed, appeared or left the window. A bucket without a version (written
+    before versions existed) is read every time.
     """
 
     def __init__(self) -> None:
-        self.buckets: dict[str, tuple[int | None, dict[str, int]]] = {}
+        self.buckets: dict[str, tuple[int | None, Amounts]] = {}
         self.teams: dict[str, dict[str, dict[str, int]]] = {}
-        self.sums: dict[str, dict[str, int]] = {}
+        self.sums: dict[str, Amounts] = {}
         self.members: dict[str, set[str]] = {}  # window -> bucket keys in its sums
 
-    def refresh(self, key: str, version: int | None, amounts: dict[str, int]) -> dict[str, int] | None:
+    def refresh(self, key: str, version: int | None, amounts: Amounts) -> Amounts | None:
         """Store a bucket just read; returns the amounts it replaces (None if it was not cached)."""
         old = self.buckets.get(key)
         self.buckets[key] = (version, amounts)
@@ -334,16 +341,22 @@ class BucketCache:
 
     def fresh(self, key: str, version: int | None) -> bool:
         cached = self.buckets.get(key)
-        return version is not None and cached is not None and cached[0] == version
+        if cached is None:
+            return False
+        if version is None:
+            # Nothing there last time and still no version: still nothing, since every write bumps the version. Most
+            # buckets of a window are empty (a quiet team, the hours before the first event), so this is common.
+            return cached[0] is None and not cached[1]
+        return cached[0] == version
 
     def team_totals(self, key: str) -> dict[str, dict[str, int]]:
         if key not in self.teams:
             self.teams[key] = _team_totals(self.buckets[key][1])
         return self.teams[key]
 
-    def window_sums(self, window: str, current: list[str], replaced: dict[str, dict[str, int]]) -> dict[str, int]:
-        """The window's sums over `current` bucket keys, updated from the last call's."""
-        sums = self.sums.setdefault(window, defaultdict(int))
+    def window_sums(self, window: str, current: list[str], replaced: dict[str, Amounts]) -> Amounts:
+        """The window's sums over `current` bucket keys, updated from the last call's (a copy: the caller's)."""
+        sums = self.sums.setdefault(window, {})
         members = self.members.setdefault(window, set())
         wanted = set(current)
         for key in list(members):
@@ -357,12 +370,25 @@ class BucketCache:
         for key in [k for k in self.buckets if keys.window_of(k) == window and k not in wanted]:
             del self.buckets[key]
             self.teams.pop(key, None)
-        return {name: amount for name, amount in sums.items() if amount}
+        return {m: dict(rows) for m, rows in sums.items() if rows}
 
 
-def _add(sums: dict[str, int], amounts: dict[str, int], sign: int) -> None:
-    for name, amount in amounts.items():
-        sums[name] += sign * amount
+def _add(sums: Amounts, amounts: Amounts, sign: int) -> None:
+    """Add (or take out) one bucket's amounts; series that come to zero are dropped, as a fresh read never has them."""
+    for measure, rows in amounts.items():
+        target = sums.setdefault(measure, {})
+        for labels, amount in rows.items():
+            total = target.get(labels, 0) + sign * amount
+            if total:
+                target[labels] = total
+            else:
+                target.pop(labels, None)
+
+
+def _decode(raw: dict[bytes, bytes]) -> Amounts:
+    """One bucket's HGETALL (series name -> amount, and the version field) as amounts."""
+    version = keys.WINDOW_VERSION.encode()
+    return index({name.decode(): int(amount) for name, amount in raw.items() if name != version})
 
 
 def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = None) -> Snapshot:
@@ -387,11 +413,9 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     pipe = client.pipeline(transaction=False)
     for key in stale:
         pipe.hgetall(key)
-    replaced: dict[str, dict[str, int]] = {}
-    version_field = keys.WINDOW_VERSION.encode()
+    replaced: dict[str, Amounts] = {}
     for key, raw in zip(stale, pipe.execute() if stale else []):
-        amounts = {name.decode(): int(amount) for name, amount in raw.items() if name != version_field}
-        old = cache.refresh(key, versions[key], amounts)
+        old = cache.refresh(key, versions[key], _decode(raw))
         if old is not None:
             replaced[key] = old
 

@@ -12,7 +12,8 @@ from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS, series
 from aiyield.exporter import metric_families
-from aiyield.readout import Snapshot, fold
+from aiyield.exposition import Renderer
+from aiyield.readout import Snapshot, fold, index
 
 #: 2026-06-17 10:20 UTC, a Wednesday.
 NOW = 1_781_691_600.0
@@ -46,10 +47,15 @@ def snapshot() -> Snapshot:
     daily = {day - d * 86400: {series(Measure.SPEND, "payments", "claude-code", "claude-sonnet-4"): 24 * SCALE["spend"]}
              for d in range(0, 20)}
     return Snapshot(
-        now=NOW, sums=sums, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
+        now=NOW, sums={w: index(named) for w, named in sums.items()}, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
         events_total={("token", "accepted"): 10, ("token", "invalid"): 1}, last_ts={"token": 1700000000.0},
         # growth has been spending for 20 minutes and never shipped: past the 15-minute grace.
-        buckets={"7d": hourly, "days": daily, "1h": {int(NOW - 1200) // 60 * 60: {series(Measure.SPEND, "growth", "codex", "gpt-5"): 1}}},
+        buckets={
+            window: {start: index(named) for start, named in by_start.items()}
+            for window, by_start in {
+                "7d": hourly, "days": daily, "1h": {int(NOW - 1200) // 60 * 60: {series(Measure.SPEND, "growth", "codex", "gpt-5"): 1}},
+            }.items()
+        },
     )
 
 
@@ -106,12 +112,16 @@ def test_exposition_text_is_exactly_the_reviewed_one():
     text = generate_latest(registry()).decode()
     assert "developer=" not in text and "user=" not in text
     assert text == EXPOSITION.read_text(encoding="utf-8")
+    # What the exporter serves: its own renderer, cold and then warm.
+    renderer = Renderer()
+    assert renderer.render(registry().collect()).decode() == text
+    assert renderer.render(registry().collect()).decode() == text
 
 
 def test_read_time_cardinality_guard_folds_the_least_active_names():
     snap = snapshot()
     for i in range(5):
-        snap.sums["1h"][series(Measure.SPEND, f"made-up-{i}", "t", "m")] = i
+        snap.sums["1h"][Measure.SPEND][(f"made-up-{i}", "t", "m")] = i
         snap.teams.add(f"made-up-{i}")
     folded = fold(snap, Caps(team=3))
     r = registry(folded)

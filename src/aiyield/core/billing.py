@@ -31,7 +31,7 @@ from typing import Mapping
 
 from aiyield.core.measures import Measure
 from aiyield.core.pricing import provider_of
-from aiyield.core.windows import SCALE, split_series
+from aiyield.core.windows import SCALE
 
 DAY = 86400
 
@@ -73,16 +73,18 @@ class Reading:
     days: tuple[int, ...]
 
 
-def provider_daily_spend(day_buckets: Mapping[int, Mapping[str, int]]) -> dict[str, dict[int, int]]:
-    """provider -> day start -> aiyield's estimated spend (fixed-point units) from the daily spend history."""
+def provider_daily_spend(
+    day_buckets: Mapping[int, Mapping[str, Mapping[tuple[str, ...], int]]],
+) -> dict[str, dict[int, int]]:
+    """provider -> day start -> aiyield's estimated spend (fixed-point units) from the daily spend history.
+
+    day_buckets: day start -> measure -> labels -> amount (a day bucket as the readout holds it)."""
     out: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for day, amounts in day_buckets.items():
-        for name, amount in amounts.items():
-            measure, labels = split_series(name)
-            if measure == Measure.SPEND and len(labels) >= 3:
-                provider = provider_of(labels[2])
-                if provider is not None:
-                    out[provider][day] += amount
+        for labels, amount in amounts.get(Measure.SPEND, {}).items():
+            provider = provider_of(labels[2]) if len(labels) >= 3 else None
+            if provider is not None:
+                out[provider][day] += amount
     return {p: dict(d) for p, d in out.items()}
 
 

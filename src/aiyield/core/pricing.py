@@ -6,6 +6,8 @@ Prices are USD per million tokens. The built-in table covers current models of t
 
 from __future__ import annotations
 
+import functools
+
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +176,7 @@ _CLOUD_ROUTES = ("bedrock/", "vertex_ai/", "vertex/", "azure/", "azure_ai/")
 _CLOUD_PREFIXES = ("anthropic.", "us.", "eu.", "apac.", "global.")
 
 
+@functools.lru_cache(maxsize=4096)  # the exporter asks for the same few models for every day of history, every scrape
 def provider_of(model: str) -> str | None:
     """The provider whose bill carries this model's spend: `anthropic`, `openai`, or None.
 

@@ -11,7 +11,7 @@ from aiyield.core.billing import (
 )
 from aiyield.core.measures import Measure
 from aiyield.core.pricing import BUILTIN_PRICES, provider_of
-from aiyield.core.windows import SCALE, series
+from aiyield.core.windows import SCALE
 
 #: 2026-06-17 10:20 UTC
 NOW = 1_781_691_600.0
@@ -57,15 +57,17 @@ def test_to_units_is_exact():
     assert usd(to_units(Decimal("12.5"))) == 12.5
 
 
-def spend(team: str, model: str, dollars: float) -> tuple[str, int]:
-    return series(Measure.SPEND, team, "tool", model), int(dollars * SCALE["spend"])
+def spend(team: str, model: str, dollars: float) -> tuple[tuple[str, ...], int]:
+    return (team, "tool", model), int(dollars * SCALE["spend"])
 
 
 def test_provider_daily_spend_sums_models_per_provider_and_ignores_the_rest():
     buckets = {
-        YESTERDAY: dict([spend("a", "claude-sonnet-4", 3), spend("b", "claude-opus-4", 2), spend("a", "gpt-5", 1),
-                         spend("a", "gemini-2.5-pro", 7), spend("a", "us.anthropic.claude-sonnet-4", 5)]),
-        TODAY: dict([spend("a", "o3", 4)]),
+        YESTERDAY: {Measure.SPEND: dict([
+            spend("a", "claude-sonnet-4", 3), spend("b", "claude-opus-4", 2), spend("a", "gpt-5", 1),
+            spend("a", "gemini-2.5-pro", 7), spend("a", "us.anthropic.claude-sonnet-4", 5)])},
+        # Other measures of the day are not spend, whatever their labels.
+        TODAY: {Measure.SPEND: dict([spend("a", "o3", 4)]), Measure.TOKENS: {("a", "tool", "gpt-5", "input"): 99}},
     }
     assert provider_daily_spend(buckets) == {
         "anthropic": {YESTERDAY: 5 * SCALE["spend"]},
