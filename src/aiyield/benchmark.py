@@ -374,7 +374,8 @@ def _freshness(bench: Bench) -> None:
 def _scrape(bench: Bench) -> None:
     """Exporter response time with ~`scrape_series` series: 50 teams x 3 tools x N models of token spend and tokens
     of all 4 types, every minute of the last hour and every hour of the last 30 days populated (the steady state of a
-    busy organisation)."""
+    busy organisation). Each timed scrape follows a write of 100 new events, and asks for gzip, as Prometheus does."""
+    import gzip
     import urllib.request
 
     from aiyield import batch
@@ -398,39 +399,50 @@ def _scrape(bench: Bench) -> None:
                 for model in range(models):
                     events.append({
                         "type": "token", "id": f"s{t_i}-{team}-{tool}-{model}", "ts": ts, "team": f"team-{team}",
+                        "developer": f"dev-{team}-{(t_i + tool * models + model) % 12}",
                         "tool": f"tool-{tool}", "model": MODELS[model % 4] + ("" if model < 4 else f"-{model}"),
                         "input_tokens": 1000, "output_tokens": 100, "cache_read_tokens": 10, "cache_write_tokens": 1,
                     })
     bench.progress(f"scrape: loading {len(events):,} events ({teams * tools * models} label sets over 30 days)")
     from aiyield.core.events import parse_message
 
-    async def load() -> None:
-        store = RedisStore(url)
-        prices = PriceTable.load(None)
-        for offset, i in enumerate(range(0, len(events), 5000)):
-            chunk = events[i : i + 5000]
-            good, _bad = parse_message(envelope(chunk), now, None)
-            record = Consumed("scrape", 0, offset, None, b"")
-            await store.transact("scrape", [record], batch.ingest({(0, offset): good}, prices, now))
-        await store.close()
+    store = RedisStore(url)
+    prices = PriceTable.load(None)
+    offset = 0
 
+    async def write(chunk: list[dict[str, Any]], at: float) -> None:
+        nonlocal offset
+        good, _bad = parse_message(envelope(chunk), at, None)
+        record = Consumed("scrape", 0, offset, None, b"")
+        await store.transact("scrape", [record], batch.ingest({(0, offset): good}, prices, at))
+        offset += 1
+
+    loop = asyncio.new_event_loop()
     client = redis.Redis.from_url(url)
     before = _state_bytes(client)
-    asyncio.run(load())
+    for i in range(0, len(events), 5000):
+        loop.run_until_complete(write(events[i : i + 5000], now))
     stored = teams * tools * models * 5  # spend + 4 token types per label set, each in every live bucket
     counters = _state_bytes(client) - before - _dedup_bytes(client)[0]  # the loading's own dedup markers aside
     bench.results["redis_bytes_per_active_series"] = round(counters / stored)
     port = free_port()
     server, _thread = serve(url, port, host="127.0.0.1")
-    metrics = f"http://127.0.0.1:{port}/metrics"
-    body = urllib.request.urlopen(metrics).read().decode()
+    metrics = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"})
+    body = gzip.decompress(urllib.request.urlopen(metrics).read()).decode()
     series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
     times_ms = []
-    for _ in range(10):
+    for n in range(10):
+        # A live organisation: 100 new events of every kind of label set land between two scrapes, so the newest
+        # bucket of every window has changed each time (not timed).
+        at = time.time()
+        live = [{**events[(n * 100 + k) * 37 % len(events)], "id": f"live-{n}-{k}", "ts": at} for k in range(100)]
+        loop.run_until_complete(write(live, at))
         t = time.perf_counter()
         urllib.request.urlopen(metrics).read()
         times_ms.append((time.perf_counter() - t) * 1000)
     server.shutdown()  # type: ignore[attr-defined]
+    loop.run_until_complete(store.close())
+    loop.close()
     bench.results["scrape_series"] = series
     bench.results["scrape_ms_median"] = round(statistics.median(times_ms), 1)
     bench.results["scrape_ms_max"] = round(max(times_ms), 1)

@@ -14,7 +14,6 @@ from typing import Callable, Iterable
 
 import redis
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from aiyield.core import billing, finance
@@ -22,6 +21,7 @@ from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS, window_buckets
+from aiyield.exposition import Family
 from aiyield.readout import DAILY, Billed, BucketCache, Snapshot, fold, read_billed, read_snapshot
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AiyieldCollector(Collector):
         self.cache = BucketCache()
         self.lock = threading.Lock()
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self) -> Iterable[Family]:
         try:
             with self.lock:
                 snap = read_snapshot(self.client, self.clock(), self.cache)
@@ -61,84 +61,84 @@ class AiyieldCollector(Collector):
 
 def metric_families(
     snap: Snapshot, budgets: Budgets = Budgets(), waste_grace: float = finance.DEFAULT_GRACE_SECONDS
-) -> Iterable[Metric]:
-    spend = GaugeMetricFamily(
+) -> Iterable[Family]:
+    spend = Family(
         "aiyield_spend_usd", "AI spend in USD over the window, by event time.", labels=["team", "tool", "model", "window"]
     )
-    tokens = GaugeMetricFamily(
+    tokens = Family(
         "aiyield_tokens", "Tokens over the window.", labels=["team", "tool", "model", "type", "window"]
     )
-    unpriced = GaugeMetricFamily(
+    unpriced = Family(
         "aiyield_unpriced_token_events",
         "Token events over the window whose model is not in the price table and that carried no cost_usd.",
         labels=["team", "tool", "model", "window"],
     )
-    tasks = GaugeMetricFamily("aiyield_tasks", "AI tasks over the window by status.", labels=["team", "tool", "status", "window"])
-    nd = GaugeMetricFamily(
+    tasks = Family("aiyield_tasks", "AI tasks over the window by status.", labels=["team", "tool", "status", "window"])
+    nd = Family(
         "aiyield_normalized_deployments",
         "Normalized deployments (AI tasks shipped to production and surviving) over the window.",
         labels=["team", "window"],
     )
-    cpnd = GaugeMetricFamily(
+    cpnd = Family(
         "aiyield_cost_per_normalized_deployment_usd",
         "Team spend / team normalized deployments over the window; absent when there are none.",
         labels=["team", "window"],
     )
-    devs = GaugeMetricFamily(
+    devs = Family(
         "aiyield_active_developers",
         "Distinct pseudonymised developers with any event over the window (HyperLogLog estimate).",
         labels=["team", "window"],
     )
-    retracted = GaugeMetricFamily(
+    retracted = Family(
         "aiyield_retracted_normalized_deployments",
         "Normalized deployments credited and then retracted (rollback or revert) over the window, at the retraction's time.",
         labels=["team", "reason", "window"],
     )
-    contested = GaugeMetricFamily(
+    contested = Family(
         "aiyield_contested_claims",
         "Tasks refused over the window because every commit they claimed belonged to an earlier task.",
         labels=["team", "window"],
     )
-    overflow = GaugeMetricFamily(
+    overflow = Family(
         "aiyield_cardinality_overflow",
         "Events over the window whose team, tool or model was folded into `other` by the cardinality guard.",
         labels=["label", "window"],
     )
     for window in WINDOWS:
         for (team, tool, model), amount in snap.series(window, Measure.SPEND):
-            spend.add_metric([team, tool, model, window], amount / SCALE[Measure.SPEND])
+            spend.add((team, tool, model, window), amount / SCALE[Measure.SPEND])
         for (team, tool, model, kind), amount in snap.series(window, Measure.TOKENS):
-            tokens.add_metric([team, tool, model, kind, window], amount)
+            tokens.add((team, tool, model, kind, window), amount)
         for (team, tool, model), amount in snap.series(window, Measure.UNPRICED):
-            unpriced.add_metric([team, tool, model, window], amount)
+            unpriced.add((team, tool, model, window), amount)
         for (team, tool, status), amount in snap.series(window, Measure.TASKS):
-            tasks.add_metric([team, tool, status, window], amount)
+            tasks.add((team, tool, status, window), amount)
         for row in snap.team_summary(window):
             # Every known team gets a value, zero included: "spend but no output" must be visible and alertable.
-            nd.add_metric([row.team, window], row.normalized_deployments)
+            nd.add((row.team, window), row.normalized_deployments)
             if row.cost_per_normalized_deployment_usd is not None:
-                cpnd.add_metric([row.team, window], row.cost_per_normalized_deployment_usd)
-            devs.add_metric([row.team, window], row.active_developers)
+                cpnd.add((row.team, window), row.cost_per_normalized_deployment_usd)
+            devs.add((row.team, window), row.active_developers)
         for (team, reason), amount in snap.series(window, Measure.RETRACTED):
-            retracted.add_metric([team, reason, window], amount / SCALE[Measure.RETRACTED])
+            retracted.add((team, reason, window), amount / SCALE[Measure.RETRACTED])
         for (team,), amount in snap.series(window, Measure.CONTESTED):
-            contested.add_metric([team, window], amount)
+            contested.add((team, window), amount)
         for (label,), amount in snap.series(window, Measure.OVERFLOW):
-            overflow.add_metric([label, window], amount)
+            overflow.add((label, window), amount)
     yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested, overflow)
     yield from context_families(snap)
     yield from finance_families(snap, budgets, waste_grace)
 
-    events = CounterMetricFamily("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"])
+    events = Family("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"], kind="counter")
     for (event_type, outcome), n in sorted(snap.events_total.items()):
-        events.add_metric([event_type, outcome], n)
+        events.add((event_type, outcome), n)
     yield events
 
-    last = GaugeMetricFamily(
+    last = Family(
         "aiyield_last_event_timestamp_seconds", "Newest event time processed, by type.", labels=["type"]
     )
     for event_type, ts in sorted(snap.last_ts.items()):
-        last.add_metric([event_type], ts)
+        last.add((event_type,), ts)
     yield last
 
 
@@ -152,98 +152,98 @@ CONTEXT_FAMILIES = (
 )
 
 
-def context_families(snap: Snapshot) -> Iterable[Metric]:
+def context_families(snap: Snapshot) -> Iterable[Family]:
     """What tools report they produced, per team and tool: context beside spend, never credit (no per-person label)."""
     families = []
     for name, doc, kinds in CONTEXT_FAMILIES:
         typed = any(kinds.values())
-        family = GaugeMetricFamily(name, doc, labels=["team", "tool", *(["type"] if typed else []), "window"])
+        family = Family(name, doc, labels=["team", "tool", *(["type"] if typed else []), "window"])
         for window in WINDOWS:
             for (team, tool, metric), amount in snap.series(window, Measure.CONTEXT):
                 if metric in kinds:
-                    family.add_metric([team, tool, *([kinds[metric]] if typed else []), window], amount)
-        if family.samples:  # absent until a tool reports them
+                    family.add((team, tool, *((kinds[metric],) if typed else ()), window), amount)
+        if family.rows:  # absent until a tool reports them
             families.append(family)
     return families
 
 
-def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Metric]:
+def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Family]:
     """Budgets, month to date, forecast, burn rate, spike score and waste signals (see core/finance.py)."""
-    budget = GaugeMetricFamily("aiyield_budget_usd", "Monthly AI budget in USD (AIYIELD_BUDGETS).", labels=["team"])
-    month = GaugeMetricFamily(
+    budget = Family("aiyield_budget_usd", "Monthly AI budget in USD (AIYIELD_BUDGETS).", labels=["team"])
+    month = Family(
         "aiyield_month_spend_usd", "Spend in the current calendar month (UTC) to date, by event time.", labels=["team"]
     )
-    forecast = GaugeMetricFamily(
+    forecast = Family(
         "aiyield_month_forecast_usd",
         "Forecast spend for the whole current calendar month (UTC): month to date + weekday-seasonal run rate.",
         labels=["team"],
     )
-    burn = GaugeMetricFamily(
+    burn = Family(
         "aiyield_budget_burn_rate",
         "Last-24h spend / the daily spend that would use exactly the monthly budget (1 = on pace).",
         labels=["team"],
     )
-    spike = GaugeMetricFamily(
+    spike = Family(
         "aiyield_usage_spike_score",
         "Last hour's spend / the team's usual spend for that hour (1 = usual). Growth, not waste by itself.",
         labels=["team"],
     )
-    signal = GaugeMetricFamily(
+    signal = Family(
         "aiyield_waste_signal", "1 when the waste signal is flagged for the team, else 0.", labels=["team", "signal"]
     )
-    score = GaugeMetricFamily(
+    score = Family(
         "aiyield_waste_score", "The number behind each waste signal (see docs/FINANCE.md).", labels=["team", "signal"]
     )
     now = snap.now
     for row in snap.month(budgets):
-        month.add_metric([row.team], row.month_to_date_usd)
-        forecast.add_metric([row.team], row.forecast_usd)
+        month.add((row.team,), row.month_to_date_usd)
+        forecast.add((row.team,), row.forecast_usd)
         if row.budget_usd is not None:
-            budget.add_metric([row.team], row.budget_usd)
+            budget.add((row.team,), row.budget_usd)
     spend_24h = {row.team: row.spend_usd for row in snap.team_summary("24h")}
     for team, fig in snap.figures().items():
         rate = finance.burn_rate(spend_24h.get(team, 0.0), budgets.for_team(team), now)
         if rate is not None:
-            burn.add_metric([team], rate)
-        spike.add_metric([team], finance.spike_score(fig, now))
+            burn.add((team,), rate)
+        spike.add((team,), finance.spike_score(fig, now))
         for reading in finance.waste(fig, now, waste_grace):
-            signal.add_metric([team, reading.signal], 1.0 if reading.flagged else 0.0)
-            score.add_metric([team, reading.signal], reading.score)
+            signal.add((team, reading.signal), 1.0 if reading.flagged else 0.0)
+            score.add((team, reading.signal), reading.score)
     yield from (budget, month, forecast, burn, spike, signal, score)
 
 
-def billing_families(snap: Snapshot, billed: Billed) -> Iterable[Metric]:
+def billing_families(snap: Snapshot, billed: Billed) -> Iterable[Family]:
     """Billed spend per provider and the share of it aiyield saw (`aiyield reconcile`; windows: core/billing.py)."""
-    amount = GaugeMetricFamily(
+    amount = Family(
         "aiyield_billed_usd",
         "Cost billed by the provider over the window's whole UTC days, ending with the newest reconciled day.",
         labels=["provider", "window"],
     )
-    capture = GaugeMetricFamily(
+    capture = Family(
         "aiyield_spend_capture_ratio",
         "aiyield's estimated spend on the provider's models / billed cost, over the same UTC days; absent when billed is 0.",
         labels=["provider", "window"],
     )
-    through = GaugeMetricFamily(
+    through = Family(
         "aiyield_billed_through_timestamp_seconds",
         "End of the newest complete UTC day reconciled for the provider (the billed windows end here).",
         labels=["provider"],
     )
-    synced = GaugeMetricFamily(
+    synced = Family(
         "aiyield_billed_last_sync_timestamp_seconds", "When `aiyield reconcile` last stored the provider's bill.",
         labels=["provider"],
     )
     history = min(window_buckets(DAILY, snap.now))
     estimated = billing.provider_daily_spend(snap.buckets.get(DAILY, {}))
     for reading in billing.readings(billed.days, estimated, history):
-        amount.add_metric([reading.provider, reading.window], reading.billed_usd)
+        amount.add((reading.provider, reading.window), reading.billed_usd)
         if reading.capture_ratio is not None:
-            capture.add_metric([reading.provider, reading.window], reading.capture_ratio)
+            capture.add((reading.provider, reading.window), reading.capture_ratio)
     for provider, days in sorted(billed.days.items()):
-        through.add_metric([provider], max(days) + billing.DAY)
+        through.add((provider,), max(days) + billing.DAY)
     for provider, ts in sorted(billed.synced.items()):
-        synced.add_metric([provider], ts)
-    yield from (f for f in (amount, capture, through, synced) if f.samples)  # absent until reconcile has run
+        synced.add((provider,), ts)
+    yield from (f for f in (amount, capture, through, synced) if f.rows)  # absent until reconcile has run
 
 
 def build_registry(

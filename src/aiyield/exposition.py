@@ -38,15 +38,41 @@ GZIP_LEVEL = 1
 _MOVED = ("_created", "_gsum", "_gcount")
 
 
-def _label_text(sample: Sample) -> str:
-    """`name{label="value",...} ` of one sample, exactly as `generate_latest` writes it (labels sorted by name)."""
-    name = escape_metric_name(sample.name, UNDERSCORES)
-    if not sample.labels:
-        return name + " "
-    labels = ",".join(
-        f'{escape_label_name(k, UNDERSCORES)}="{_escape(v, ALLOWUTF8, False)}"' for k, v in sorted(sample.labels.items())
-    )
-    return f"{name}{{{labels}}} "
+class Family:
+    """One gauge or counter family, its series kept as rows of (label values, value).
+
+    What the exporter builds on every scrape, ten thousand series at a time: a row is one tuple where a prometheus_client
+    `Metric` makes a `Sample` and a labels dict. It quacks like a `Metric` (`name`, `type`, `documentation`,
+    `samples`), so a registry's `get_sample_value` and `generate_latest` read it too; `samples` is built when asked.
+    """
+
+    __slots__ = ("name", "documentation", "type", "unit", "labelnames", "rows")
+
+    def __init__(self, name: str, documentation: str, labels: Iterable[str] = (), kind: str = "gauge") -> None:
+        if kind not in ("gauge", "counter"):
+            raise ValueError(f"{name}: a family is a gauge or a counter, not {kind}")
+        self.name, self.documentation, self.type, self.unit = name, documentation, kind, ""
+        self.labelnames = tuple(labels)
+        self.rows: list[tuple[tuple[str, ...], float]] = []
+
+    def add(self, labels: tuple[str, ...], value: float) -> None:
+        """One series: `labels` are the values of `labelnames`, in that order."""
+        self.rows.append((labels, value))
+
+    @property
+    def sample_name(self) -> str:
+        return self.name + ("_total" if self.type == "counter" else "")
+
+    @property
+    def samples(self) -> list[Sample]:
+        name = self.sample_name
+        return [Sample(name, dict(zip(self.labelnames, labels)), value, None) for labels, value in self.rows]
+
+
+def _label_text(name: str, labels: Iterable[tuple[str, str]]) -> str:
+    """`name{label="value",...} ` of one series, exactly as `generate_latest` writes it (labels sorted by name)."""
+    text = ",".join(f'{escape_label_name(k, UNDERSCORES)}="{_escape(v, ALLOWUTF8, False)}"' for k, v in sorted(labels))
+    return f"{escape_metric_name(name, UNDERSCORES)}{{{text}}} " if text else f"{escape_metric_name(name, UNDERSCORES)} "
 
 
 class Renderer:
@@ -54,13 +80,14 @@ class Renderer:
 
     Two generations: a series seen in the previous scrape reuses its text, everything rendered now becomes the next
     scrape's previous. So the memory held is one scrape's series, and series that stopped appearing are dropped.
+    A series is known by (sample name, label names, label values), whichever kind of family it came from.
     """
 
     def __init__(self) -> None:
         self._previous: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
-    def render(self, families: Iterable[Metric]) -> bytes:
+    def render(self, families: Iterable[Family | Metric]) -> bytes:
         with self._lock:
             previous, current = self._previous, {}
             out: list[str] = []
@@ -70,16 +97,22 @@ class Renderer:
                 name = escape_metric_name(metric.name + ("_total" if metric.type == "counter" else ""), UNDERSCORES)
                 doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
                 out.append(f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n")
+                if isinstance(metric, Family):
+                    sample, labelnames = metric.sample_name, metric.labelnames
+                    for labels, value in metric.rows:
+                        key = (sample, labelnames, labels)
+                        text = previous.get(key) or _label_text(sample, zip(labelnames, labels))
+                        current[key] = text
+                        out.append(f"{text}{floatToGoString(value)}\n")
+                    continue
                 moved: dict[str, list[str]] = {}  # OpenMetrics-only samples (`_created`): a gauge after the family
-                for sample in metric.samples:
-                    key = (sample.name, *sample.labels.items())
-                    text = previous.get(key)
-                    if text is None:
-                        text = _label_text(sample)
+                for s in metric.samples:
+                    key = (s.name, tuple(s.labels), tuple(s.labels.values()))
+                    text = previous.get(key) or _label_text(s.name, s.labels.items())
                     current[key] = text
-                    stamp = "" if sample.timestamp is None else f" {int(float(sample.timestamp) * 1000):d}"
-                    line = f"{text}{floatToGoString(sample.value)}{stamp}\n"
-                    suffix = sample.name[len(metric.name):]
+                    stamp = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
+                    line = f"{text}{floatToGoString(s.value)}{stamp}\n"
+                    suffix = s.name[len(metric.name):]
                     if suffix in _MOVED:
                         moved.setdefault(suffix, []).append(line)
                     else:

@@ -115,7 +115,13 @@ def window_of(key: str) -> str | None:
 
 
 def developers(name: str, bucket: int, team: str) -> str:
-    return f"{PREFIX}dev:{name}:{bucket}:{team}"
+    """A team's distinct developers in one bucket (HyperLogLog). The readout's `_DEVELOPERS` script builds the same
+    names from `developers_prefix`, the bucket start and the team."""
+    return f"{developers_prefix(name)}{bucket}:{team}"
+
+
+def developers_prefix(name: str) -> str:
+    return f"{PREFIX}dev:{name}:"
 
 
 TEAMS = f"{PREFIX}teams"

@@ -8,9 +8,10 @@ import msgspec
 import pytest
 import redis
 
-from aiyield import batch
+from aiyield import batch, keys
 from aiyield.core.events import Event
 from aiyield.core.pricing import PriceTable
+from aiyield.core.windows import WINDOWS, window_buckets
 from aiyield.readout import BucketCache, read_snapshot
 from aiyield.store import Consumed, RedisStore
 
@@ -20,13 +21,22 @@ PRICES = PriceTable.load(None)
 
 def token(id: str, ts: float, team: str = "pay", cost: float = 0.25) -> Event:
     return msgspec.convert({"type": "token", "id": id, "ts": ts, "team": team, "tool": "cc", "model": "m",
-                            "input_tokens": 3, "output_tokens": 1, "cost_usd": cost}, Event)  # type: ignore[arg-type]
+                            "developer": f"dev-{id[-1]}", "input_tokens": 3, "output_tokens": 1, "cost_usd": cost},
+                           Event)  # type: ignore[arg-type]
 
 
 def same(cached, fresh) -> None:
     assert cached.sums == fresh.sums
     assert cached.buckets == fresh.buckets
     assert cached.figures() == fresh.figures()
+    assert cached.developers == fresh.developers
+
+
+def developers_by_hand(client: redis.Redis, now: float) -> dict[str, dict[str, int]]:
+    """PFCOUNT over every bucket's key, named in Python: what the readout's server-side script must agree with."""
+    teams = sorted(t.decode() for t in client.smembers(keys.TEAMS))
+    return {window: {team: client.pfcount(*(keys.developers(window, start, team) for start in window_buckets(window, now)))
+                     for team in teams} for window in WINDOWS}
 
 
 async def test_cached_reads_equal_fresh_reads(isolated_env):
@@ -42,7 +52,10 @@ async def test_cached_reads_equal_fresh_reads(isolated_env):
         offset += 1
 
     await write([token(f"a{i}", now - i * 50) for i in range(80)] + [token("old", now - 20 * 86400, team="ops")])
-    same(read_snapshot(client, now, cache), read_snapshot(client, now))
+    first = read_snapshot(client, now, cache)
+    same(first, read_snapshot(client, now))
+    assert first.developers == developers_by_hand(client, now)
+    assert first.developers["1h"]["pay"] == 10 and first.developers["30d"] == {"pay": 10, "ops": 1}
     # The newest buckets change, a new team appears, an old bucket is written again by a late event.
     await write([token("b1", now - 5), token("b2", now - 10, team="web"), token("late", now - 3 * 86400, cost=2.0)])
     cached = read_snapshot(client, now, cache)

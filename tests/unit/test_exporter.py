@@ -10,15 +10,24 @@ from prometheus_client.registry import Collector
 from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
-from aiyield.core.windows import SCALE, WINDOWS, series
+from aiyield.core.windows import SCALE, WINDOWS, series, split_series
 from aiyield.exporter import metric_families
 from aiyield.exposition import Renderer
-from aiyield.readout import Snapshot, fold, index
+from aiyield.readout import Amounts, Snapshot, fold
 
 #: 2026-06-17 10:20 UTC, a Wednesday.
 NOW = 1_781_691_600.0
 EXPOSITION = Path(__file__).parent / "exporter_exposition.txt"
 BUDGETS = Budgets({"payments": 3000.0, "finance-only": 100.0})
+
+
+def index(named: dict[str, int]) -> Amounts:
+    """Amounts by series name (as stored) to amounts by measure and labels (as the readout holds them)."""
+    out: Amounts = {}
+    for name, amount in named.items():
+        measure, labels = split_series(name)
+        out.setdefault(measure, {})[tuple(labels)] = amount
+    return out
 
 
 def snapshot() -> Snapshot:

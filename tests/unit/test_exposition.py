@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aiyield.exposition import CONTENT_TYPE, Renderer, wsgi_app
+from aiyield.exposition import CONTENT_TYPE, Family, Renderer, wsgi_app
 
 LABEL_NAMES = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=0, max_size=4, unique=True)
 #: Any text a label value can hold, quotes, backslashes and newlines included.
@@ -21,16 +21,23 @@ NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
 
 
 @st.composite
-def families(draw) -> list[Metric]:
-    out = []
+def families(draw) -> list[Metric | Family]:
+    """Families of the library's kind (with timestamps, sometimes) and of ours (`Family`), mixed."""
+    out: list[Metric | Family] = []
     for i in range(draw(st.integers(0, 4))):
         names = draw(LABEL_NAMES)
-        kind = draw(st.sampled_from([GaugeMetricFamily, CounterMetricFamily]))
+        counter = draw(st.booleans())
         doc = draw(st.text(max_size=20))
-        family = kind(f"fam_{i}", doc, labels=names)
-        for values in draw(st.lists(st.tuples(*[VALUES] * len(names)), max_size=6, unique=True)):
-            stamp = draw(st.one_of(st.none(), st.floats(0, 2e9)))
-            family.add_metric(list(values), draw(NUMBERS), timestamp=stamp)
+        rows = draw(st.lists(st.tuples(*[VALUES] * len(names)), max_size=6, unique=True))
+        if draw(st.booleans()):
+            family = Family(f"fam_{i}", doc, labels=names, kind="counter" if counter else "gauge")
+            for values in rows:
+                family.add(values, draw(NUMBERS))
+        else:
+            family = (CounterMetricFamily if counter else GaugeMetricFamily)(f"fam_{i}", doc, labels=names)
+            for values in rows:
+                stamp = draw(st.one_of(st.none(), st.floats(0, 2e9)))
+                family.add_metric(list(values), draw(NUMBERS), timestamp=stamp)
         out.append(family)
     return out
 
@@ -57,6 +64,17 @@ def test_rendering_equals_generate_latest_cold_and_warm(first, second):
     # The second scrape reuses what the first one learnt, for series of the same name and labels too.
     assert renderer.render(first) == reference(first)
     assert renderer.render(second) == reference(second)
+
+
+def test_a_family_reads_like_the_library_s_own():
+    ours = Family("jobs", "Jobs.", labels=["team", "window"], kind="counter")
+    ours.add(("a", "1h"), 3)
+    theirs = CounterMetricFamily("jobs", "Jobs.", labels=["team", "window"])
+    theirs.add_metric(["a", "1h"], 3)
+    assert ours.samples == theirs.samples
+    assert reference([ours]) == reference([theirs])
+    with pytest.raises(ValueError, match="gauge or a counter"):
+        Family("h", "H.", kind="histogram")
 
 
 def test_a_counter_with_created_time_is_rendered_as_the_library_does():
