@@ -437,6 +437,7 @@ def bench(
     events: int = typer.Option(300_000, help="Token events drained by the floor, the worker and the 2 workers."),
     phases: str = typer.Option("floor,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
     batch_messages: int = typer.Option(100, help="Kafka messages per batch (each carries 100 events)."),
+    scrape_series: int = typer.Option(10_000, help="About how many series the scrape phase serves."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Measure throughput (framework-free floor vs worker), freshness, scrape, gateway, scale-out and memory."""
@@ -447,7 +448,8 @@ def bench(
     if unknown:
         console.print(f"[red]unknown phase(s) {', '.join(unknown)}[/]; choose from {', '.join(PHASES)}")
         raise typer.Exit(2)
-    results = run(Options(events=events, batch_messages=batch_messages, phases=chosen), progress=console.print)
+    results = run(Options(events=events, batch_messages=batch_messages, scrape_series=scrape_series, phases=chosen),
+                  progress=console.print)
     if as_json:
         print(json.dumps(results))
         return

@@ -31,6 +31,20 @@ def test_bench_json_reports_floor_worker_ratio_and_memory():
     assert "floor:" in done.stderr.decode()
 
 
+def test_bench_scrape_times_a_separate_exporter_process():
+    env = {k: v for k, v in os.environ.items() if k not in ("AIYIELD_KAFKA", "AIYIELD_REDIS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "aiyield", "bench", "--phases", "scrape", "--scrape-series", "2000", "--json"],
+        env=env, capture_output=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    figures = json.loads(done.stdout)
+    # 50 teams x 3 tools x 1 model: 150 label sets of spend and 4 token types in 4 windows, and the per-team gauges.
+    assert 3000 <= figures["scrape_series"] <= 5000
+    assert 0 < figures["scrape_ms_median"] <= figures["scrape_ms_max"]
+    assert figures["redis_bytes_per_active_series"] > 0
+
+
 def test_bench_refuses_an_unknown_phase():
     done = subprocess.run([sys.executable, "-m", "aiyield", "bench", "--phases", "nope"], capture_output=True, timeout=60)
     assert done.returncode == 2
