@@ -103,6 +103,11 @@ def window(name: str, bucket: int) -> str:
     return f"{PREFIX}w:{name}:{bucket}"
 
 
+#: A token (the server's time) set by the first write to a store without one: a reader that kept buckets by version
+#: (`readout.BucketCache`) sees it change when Redis lost its data or was rebuilt, since a bucket written again from
+#: scratch can come back to a version number the reader already holds, with other amounts.
+INCARNATION = f"{PREFIX}incarnation"
+
 #: A field of every window bucket, bumped by each write to it (never a series: series start with a measure name), so
 #: that a reader can keep buckets it has read and re-read only those that changed.
 WINDOW_VERSION = "\x00v"

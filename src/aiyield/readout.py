@@ -315,7 +315,9 @@ class BucketCache:
     before versions existed) is read every time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, incarnation: bytes | None = None) -> None:
+        #: `keys.INCARNATION` when these buckets were read: another one means they are all out of date.
+        self.incarnation = incarnation
         self.buckets: dict[str, tuple[int | None, Amounts]] = {}
         self.teams: dict[str, dict[str, dict[str, int]]] = {}
         self.sums: dict[str, Amounts] = {}
@@ -407,9 +409,12 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     pipe.smembers(keys.TEAMS)
     pipe.hgetall(keys.EVENTS_TOTAL)
     pipe.zrange(keys.LAST_TS, 0, -1, withscores=True)
+    pipe.get(keys.INCARNATION)
     results = pipe.execute()
     versions = {key: (int(v) if v is not None else None) for key, v in zip(everything, results)}
     i = len(everything)
+    if results[i + 3] != cache.incarnation:  # Redis lost its data or was rebuilt since: read everything again
+        cache.__init__(results[i + 3])
 
     stale = [key for key in everything if not cache.fresh(key, versions[key])]
     pipe = client.pipeline(transaction=False)

@@ -141,7 +141,7 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 # ARGV sections, in order, each led by its count:
 #   lookups  n epochs, then per epoch: flag key, set-key prefix
 #   markers  home flag key, home prefix, expire-at, the markers ("shard:member", space-separated)
-#   counters n hashes, then per hash: key, expire-at, k, k (field, amount) pairs     (HINCRBY, saturating)
+#   counters incarnation key, n hashes, then per hash: key, expire-at, k, k (field, amount) pairs  (HINCRBY, saturating)
 #   hlls     n keys, then per key: key, expire-at, k, k elements                     (PFADD)
 #   sets     n keys, then per key: key, k, k members                                 (SADD)
 #   incr     n (key, field, amount) triples                                          (HINCRBY)
@@ -193,7 +193,13 @@ for _, shard in ipairs(shards) do
 end
 if #shards > 0 then redis.call('SET', home_flag, '1', 'EXAT', marker_expiry) end
 
-for _ = 1, num() do
+local incarnation = str()
+local buckets = num()
+if buckets > 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', incarnation, now[1] .. '.' .. now[2], 'NX')
+end
+for _ = 1, buckets do
   local key = str()
   local expire_at = str()
   local k = num()
@@ -315,7 +321,7 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
             section += [keys.window(window, start), expires_at(window, start), len(fields)]
             for name, amount in fields:
                 section += [name, amount]
-    args += [n, *section]
+    args += [keys.INCARNATION, n, *section]
     developers = rollup.developers
     args.append(len(developers))
     for (window, start, team), members in developers.items():

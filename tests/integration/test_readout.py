@@ -65,3 +65,23 @@ async def test_cached_reads_equal_fresh_reads(isolated_env):
     later = now + 600
     same(read_snapshot(client, later, cache), read_snapshot(client, later))
     await store.close()
+
+
+async def test_a_store_that_lost_its_data_is_read_again_even_at_the_same_versions(isolated_env):
+    """Redis wiped (or rebuilt) under a running exporter: buckets written again come back to versions the cache
+    holds, with other amounts; the store's incarnation token tells the cache to let go."""
+    url = isolated_env["AIYIELD_REDIS"]
+    store, client, cache = RedisStore(url), redis.Redis.from_url(url), BucketCache()
+    now = time.time()
+
+    async def write(event: Event) -> None:
+        await store.transact("c", [Consumed("t", 0, 0, None, b"", now)], batch.ingest({(0, 0): [event]}, PRICES, now))
+
+    await write(token("x", now - 5, cost=1.0))
+    assert read_snapshot(client, now, cache).by_team("1h", "spend") == {"pay": 10**9}
+    client.flushdb()
+    await write(token("x", now - 5, cost=3.0))  # the same buckets at version 1 again
+    cached = read_snapshot(client, now, cache)
+    assert cached.by_team("1h", "spend") == {"pay": 3 * 10**9}
+    same(cached, read_snapshot(client, now))
+    await store.close()
