@@ -315,7 +315,11 @@ class BucketCache:
     before versions existed) is read every time.
     """
 
-    def __init__(self, incarnation: bytes | None = None) -> None:
+    def __init__(self) -> None:
+        self.forget(None)
+
+    def forget(self, incarnation: bytes | None) -> None:
+        """Drop everything kept: it was read from a store whose data is gone (`keys.INCARNATION` changed)."""
         #: `keys.INCARNATION` when these buckets were read: another one means they are all out of date.
         self.incarnation = incarnation
         self.buckets: dict[str, tuple[int | None, Amounts]] = {}
@@ -401,7 +405,8 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     cache = cache if cache is not None else BucketCache()
     snap = Snapshot(now=now)
     plan = [*WINDOWS, *HISTORY]
-    bucket_keys = {window: [keys.window(window, start) for start in window_buckets(window, now)] for window in plan}
+    starts = {window: window_buckets(window, now) for window in plan}
+    bucket_keys = {window: [keys.window(window, start) for start in starts[window]] for window in plan}
     everything = [key for window in plan for key in bucket_keys[window]]
     pipe = client.pipeline(transaction=False)
     for key in everything:
@@ -414,7 +419,7 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     versions = {key: (int(v) if v is not None else None) for key, v in zip(everything, results)}
     i = len(everything)
     if results[i + 3] != cache.incarnation:  # Redis lost its data or was rebuilt since: read everything again
-        cache.__init__(results[i + 3])
+        cache.forget(results[i + 3])
 
     stale = [key for key in everything if not cache.fresh(key, versions[key])]
     pipe = client.pipeline(transaction=False)
@@ -434,7 +439,7 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
         if window in (HOURLY, MINUTES, DAILY):
             snap.buckets[window] = {}
             snap.bucket_teams[window] = {}
-            for start, key in zip(window_buckets(window, now), current):
+            for start, key in zip(starts[window], current):
                 if cache.buckets[key][1]:
                     snap.buckets[window][start] = cache.buckets[key][1]
                     snap.bucket_teams[window][start] = cache.team_totals(key)
@@ -445,11 +450,9 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     teams = sorted(snap.teams)
     script = client.register_script(_DEVELOPERS)
     pipe = client.pipeline(transaction=False)
-    for window in WINDOWS:
-        _length, width = WINDOWS[window]
-        newest = window_buckets(window, now)[0]
-        script(args=[keys.developers_prefix(window), newest, width, len(window_buckets(window, now)), *teams],
-                    client=pipe)
+    for window, (_length, width) in WINDOWS.items():
+        newest, count = starts[window][0], len(starts[window])
+        script(args=[keys.developers_prefix(window), newest, width, count, *teams], client=pipe)
     for window, counts in zip(WINDOWS, pipe.execute()):
         snap.developers[window] = dict(zip(teams, counts))
     return snap
