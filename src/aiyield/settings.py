@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiyield.core.cardinality import Caps
 from aiyield.core.crediting import Policy
-from aiyield.core.finance import BudgetError, Budgets
+from aiyield.core.finance import Budgets
+from aiyield.core.org import Org, OrgError
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS, parse_trailers
 
 EVENTS_TOPIC = "aiyield.events"
@@ -71,7 +72,6 @@ class Settings:
     join_window_seconds: float = 7 * 86400
     survival_window_seconds: float = 86400
     ai_trailers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_AI_TRAILERS))
-    repo_teams: Mapping[str, str] = field(default_factory=dict)
     team_attributes: tuple[str, ...] = ("team", "team.id", "team.name")
     otlp_log_tokens: bool = True
     #: Kafka messages per worker batch; each message carries up to ~100 events.
@@ -81,8 +81,9 @@ class Settings:
     publish_timeout_seconds: float = 30.0
     #: Prefix of every topic and of the consumer group: lets several pipelines (or test runs) share one cluster.
     namespace: str = ""
-    #: Monthly budgets per team, from the TOML file named by AIYIELD_BUDGETS (read and validated at start-up).
-    budgets: Budgets = field(default_factory=Budgets)
+    #: The organisation file (AIYIELD_ORG), with AIYIELD_BUDGETS and AIYIELD_REPO_TEAMS folded in (subsets of it):
+    #: teams' repos, members, cost centers, budgets, seat prices. Read and validated at start-up.
+    org: Org = field(default_factory=Org)
     #: Cardinality guard: distinct teams / tools / models before new names are folded into `other`.
     caps: Caps = field(default_factory=Caps)
     #: A team that has never shipped is judged for usage without output once active this long (core/finance.py).
@@ -174,6 +175,10 @@ class Settings:
         )
 
     @property
+    def budgets(self) -> Budgets:
+        return self.org.budgets
+
+    @property
     def using_dev_pseudonym_key(self) -> bool:
         return self.pseudonym_key == DEV_PSEUDONYM_KEY
 
@@ -236,17 +241,11 @@ class Settings:
             )
         if get("AI_TRAILERS"):
             kw["ai_trailers"] = ai_trailers_from_env(env)
-        if get("REPO_TEAMS"):
-            kw["repo_teams"] = _pairs("REPO_TEAMS", get("REPO_TEAMS"))
         if get("TEAM_ATTRIBUTES"):
             kw["team_attributes"] = tuple(a.strip() for a in get("TEAM_ATTRIBUTES").split(",") if a.strip())
         if get("OTLP_LOG_TOKENS"):
             kw["otlp_log_tokens"] = get("OTLP_LOG_TOKENS").lower() in ("1", "true", "yes", "on")
-        if get("BUDGETS"):
-            try:
-                kw["budgets"] = Budgets.load(get("BUDGETS"))
-            except BudgetError as exc:
-                raise SettingsError(f"AIYIELD_BUDGETS: {exc}") from None
+        kw["org"] = _org(get)
         caps = {}
         for label in ("TEAMS", "TOOLS", "MODELS"):
             number(f"MAX_{label}", int, 1)
@@ -304,6 +303,20 @@ def _transport_security(get, kw: dict) -> None:
         raise SettingsError(f"AIYIELD_REDIS={redact_url(redis_url)!r}: expected a redis://, rediss:// or unix:// URL")
     if get("REDIS_CA_FILE") and redis_url is not None and urlsplit(redis_url).scheme != "rediss":
         raise SettingsError("AIYIELD_REDIS_CA_FILE is set but AIYIELD_REDIS is not a rediss:// (TLS) URL")
+
+
+def _org(get) -> Org:
+    """AIYIELD_ORG, then AIYIELD_BUDGETS and AIYIELD_REPO_TEAMS on top (both are subsets of an organisation file)."""
+    org = Org()
+    for name in ("ORG", "BUDGETS"):
+        if get(name):
+            try:
+                org = org.merged(Org.load(get(name)))
+            except OrgError as exc:
+                raise SettingsError(f"AIYIELD_{name}: {exc}") from None
+    if get("REPO_TEAMS"):
+        org = org.merged(Org.from_repo_teams(_pairs("REPO_TEAMS", get("REPO_TEAMS"))))
+    return org
 
 
 def redact_url(url: str | None) -> str | None:

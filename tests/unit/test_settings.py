@@ -23,7 +23,7 @@ def test_environment_is_parsed():
     })
     assert s.ingest_tokens == ("a", "b")
     assert s.policy.production_environments == frozenset({"live", "prod-eu"}) and s.policy.full_credit_lines == 20
-    assert s.repo_teams == {"acme/api": "payments", "acme/web": "web"}
+    assert s.org.team_of_repo("ACME/api") == "payments" and s.org.team_of_repo("acme/web") == "web"
     assert s.ai_trailers == {"robot": "bot"}
     assert s.events_topic == "staging.aiyield.events"
     assert not s.using_dev_pseudonym_key

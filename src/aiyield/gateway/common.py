@@ -11,6 +11,7 @@ import hashlib
 import math
 from typing import Any, Mapping
 
+from aiyield.core.org import Org
 from aiyield.core.provenance import ai_tool
 from aiyield.core.provenance import commit_task_id
 
@@ -112,7 +113,7 @@ def branch_push(
     head: str,
     commits: list[tuple[str, str]],
     trailers: Mapping[str, str],
-    repo_teams: Mapping[str, str],
+    org: Org,
 ) -> list[dict[str, Any]]:
     """Commits (sha, message), in push order, landed on a branch: the `push` event, then one completed `task` per
     commit whose message names an AI co-author.
@@ -134,7 +135,7 @@ def branch_push(
         "commits": [sha for sha, _ in commits],
         "head": head,
     }
-    team = repo_teams.get(repo) or UNASSIGNED
+    team = org.team_of_repo(repo) or UNASSIGNED
     tasks = []
     for sha, message in commits:
         tool = ai_tool(message, trailers)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from aiyield.core.org import Org
 from aiyield.gateway.common import BadPayload, UnsupportedEvent, branch_of, branch_push, need, parse_time
 
 _DEPLOYMENT_STATES = {"success": "succeeded", "failure": "failed", "error": "failed"}
@@ -31,7 +32,7 @@ def from_github(
     payload: dict[str, Any],
     *,
     trailers: Mapping[str, str],
-    repo_teams: Mapping[str, str],
+    org: Org,
     delivery_id: str,
 ) -> list[dict[str, Any]]:
     """The events of one delivery; `event_name` is the `X-GitHub-Event` header.
@@ -41,14 +42,14 @@ def from_github(
     if event_name == "ping":
         return []
     if event_name == "push":
-        return _push(payload, trailers, repo_teams, delivery_id)
+        return _push(payload, trailers, org, delivery_id)
     if event_name == "deployment_status":
         return _deployment_status(payload)
     raise UnsupportedEvent("GitHub", event_name)
 
 
 def _push(
-    payload: dict[str, Any], trailers: Mapping[str, str], repo_teams: Mapping[str, str], delivery_id: str
+    payload: dict[str, Any], trailers: Mapping[str, str], org: Org, delivery_id: str
 ) -> list[dict[str, Any]]:
     branch = branch_of(need(payload, "ref", "GitHub push", str))
     if branch is None or payload.get("deleted"):
@@ -68,7 +69,7 @@ def _push(
         head=need(payload, "after", "GitHub push"),
         commits=[(need(c, "id", "GitHub push commit", str), c.get("message") or "") for c in commits],
         trailers=trailers,
-        repo_teams=repo_teams,
+        org=org,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from aiyield.core.org import Org
 from aiyield.gateway.common import BadPayload, UnsupportedEvent, branch_of, branch_push, need, parse_time
 
 _DEPLOYMENT_STATES = {"success": "succeeded", "failed": "failed"}
@@ -28,7 +29,7 @@ _COMMIT_URL_SHA = re.compile(r"/commit/([0-9a-fA-F]{7,64})/?$")
 
 
 def from_gitlab(
-    payload: dict[str, Any], *, trailers: Mapping[str, str], repo_teams: Mapping[str, str]
+    payload: dict[str, Any], *, trailers: Mapping[str, str], org: Org
 ) -> list[dict[str, Any]]:
     """The events of one delivery, dispatched on `object_kind`.
 
@@ -36,7 +37,7 @@ def from_gitlab(
     """
     kind = need(payload, "object_kind", "GitLab", str)
     if kind == "push":
-        return _push(payload, trailers, repo_teams)
+        return _push(payload, trailers, org)
     if kind == "deployment":
         return _deployment(payload)
     if kind == "tag_push":
@@ -44,7 +45,7 @@ def from_gitlab(
     raise UnsupportedEvent("GitLab", kind)
 
 
-def _push(payload: dict[str, Any], trailers: Mapping[str, str], repo_teams: Mapping[str, str]) -> list[dict[str, Any]]:
+def _push(payload: dict[str, Any], trailers: Mapping[str, str], org: Org) -> list[dict[str, Any]]:
     branch = branch_of(need(payload, "ref", "GitLab push", str))
     listed = payload.get("commits") or []
     if branch is None or not listed:
@@ -61,7 +62,7 @@ def _push(payload: dict[str, Any], trailers: Mapping[str, str], repo_teams: Mapp
         head=after,
         commits=commits,
         trailers=trailers,
-        repo_teams=repo_teams,
+        org=org,
     )
 
 

@@ -119,14 +119,14 @@ async def _github(d: Delivery) -> Adapted:
         return Adapted([], reply={"pong": True})
     return Adapted(
         github.from_github(
-            event_name, json_object(d.body), trailers=d.settings.ai_trailers, repo_teams=d.settings.repo_teams,
+            event_name, json_object(d.body), trailers=d.settings.ai_trailers, org=d.settings.org,
             delivery_id=d.headers.get("X-GitHub-Delivery", ""),
         )
     )
 
 
 async def _gitlab(d: Delivery) -> Adapted:
-    return Adapted(gitlab.from_gitlab(json_object(d.body), trailers=d.settings.ai_trailers, repo_teams=d.settings.repo_teams))
+    return Adapted(gitlab.from_gitlab(json_object(d.body), trailers=d.settings.ai_trailers, org=d.settings.org))
 
 
 async def _argocd(d: Delivery) -> Adapted:

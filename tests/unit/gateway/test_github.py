@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from aiyield.core.org import Org
 from aiyield.core.events import validate
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS
 from aiyield.gateway.common import BadPayload, UnsupportedEvent
@@ -25,7 +26,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 def convert(event_name: str, payload: dict[str, Any], repo_teams: dict[str, str] | None = None) -> list[dict]:
     events = from_github(
-        event_name, payload, trailers=DEFAULT_AI_TRAILERS, repo_teams=repo_teams or {}, delivery_id="72d3162e-cc78"
+        event_name, payload, trailers=DEFAULT_AI_TRAILERS, org=Org.from_repo_teams(repo_teams or {}), delivery_id="72d3162e-cc78"
     )
     for event in events:
         validate(event, NOW)
@@ -91,7 +92,7 @@ def test_ai_task_of_an_unmapped_repo_is_unassigned() -> None:
 
 def test_configured_trailers_replace_the_defaults() -> None:
     payload = with_message(fixture("push.branch"), "Fix\n\nCo-authored-by: Claude <noreply@anthropic.com>")
-    events = from_github("push", payload, trailers={"ourbot": "ourbot"}, repo_teams={}, delivery_id="d")
+    events = from_github("push", payload, trailers={"ourbot": "ourbot"}, org=Org(), delivery_id="d")
     assert [e["type"] for e in events] == ["push"]
 
 
@@ -172,4 +173,4 @@ def test_missing_fields_are_bad_payloads(event_name: str, mutate, message: str) 
 
 def test_push_without_delivery_id_is_a_bad_payload() -> None:
     with pytest.raises(BadPayload, match="X-GitHub-Delivery"):
-        from_github("push", fixture("push.branch"), trailers={}, repo_teams={}, delivery_id="")
+        from_github("push", fixture("push.branch"), trailers={}, org=Org(), delivery_id="")

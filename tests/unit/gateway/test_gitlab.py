@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from aiyield.core.org import Org
 from aiyield.core.events import validate
 from aiyield.core.provenance import DEFAULT_AI_TRAILERS
 from aiyield.gateway.common import BadPayload, UnsupportedEvent, parse_time
@@ -24,7 +25,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def convert(payload: dict[str, Any], repo_teams: dict[str, str] | None = None) -> list[dict]:
-    events = from_gitlab(payload, trailers=DEFAULT_AI_TRAILERS, repo_teams=repo_teams or {})
+    events = from_gitlab(payload, trailers=DEFAULT_AI_TRAILERS, org=Org.from_repo_teams(repo_teams or {}))
     for event in events:
         validate(event, NOW)
     return events
