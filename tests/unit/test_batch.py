@@ -90,8 +90,9 @@ def test_join_credits_once_and_writes_state_under_the_join_keys():
     assert store.window_sums("1h")[series("credit", "pay")] == SCALE["credit"] // 2
     assert store.window_sums("1h")[series("tasks", "pay", "cc", "shipped")] == 1
     assert any(name == keys.join_task("pay", "t", 0)[1] for _key, name in store.fields)
-    assert any(key.startswith("ay:j:c:") and name == sha("a")[:7] for key, name in store.fields)
+    assert any(key.startswith("ay:j:c:") and name == keys.commit_field(sha("a")) for key, name in store.fields)
     assert keys.join_deployment("shop", "d1") in store.values
+    assert keys.join_credit("pay", "shop", "d1") in store.values
 
 
 def test_names_beyond_the_caps_are_folded_into_other_and_counted():

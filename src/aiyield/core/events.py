@@ -66,6 +66,9 @@ class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=Tr
     # adds optional fields), and a forward-compatible reader loses nothing it understands.
     id: EventId
     ts: Timestamp
+    #: When the gateway received the event, stamped on what a scoped token sends (contract v3 §2: the rank time of
+    #: such an event is max(ts, arrival - grace)); absent for trusted sources, which rank at `ts`.
+    arrival: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
     @property
     def type(self) -> str:
@@ -138,6 +141,8 @@ class PushEvent(BaseEvent, tag="push"):
     commits: list[Sha]
     head: Sha | None = None
     reverts: list[Sha] = []
+    #: The push rewrote the branch (force push): commits pushed before it and not yet deployed are gone.
+    forced: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
