@@ -101,7 +101,8 @@ def exporter(
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
     serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps,
           waste_grace=settings.waste_grace_seconds, **settings.redis_client_options())
-    console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
+    console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics, "
+                  f"live page http://localhost:{settings.metrics_port}/")
     _terminate_on_sigterm()
     try:
         while True:
