@@ -275,14 +275,9 @@ def _print_rows(format: Format, key: str, rows: list, meta: dict, title: str) ->
             writer.writerow({key: meta[key], **{k: "" if v is None else v for k, v in d.items() if k != key}})
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=title)
-    for name in names:
-        table.add_column(name.replace("_", " "), justify="left" if name in ("team", "tool", "model", "month") else "right")
-    for d in dicts:
-        table.add_row(*("—" if d[n] is None else f"{d[n]:,.2f}" if isinstance(d[n], float) else str(d[n]) for n in names))
-    if not rows:
-        table.caption = "no data yet"
-    out.print(table)
+    from aiyield.report_view import show
+
+    show(out, title, names, dicts)
 
 
 @app.command()
