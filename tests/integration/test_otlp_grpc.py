@@ -130,7 +130,7 @@ def test_tokens_scopes_bounds_and_answers_are_the_http_gateways(pipeline, gatewa
 
     # A scoped token: everything outside its team refused is PERMISSION_DENIED; a mix is a partial success.
     code, detail = call(target, METRICS, token_usage("web", 7).SerializeToString(), token=SCOPED)
-    assert code == grpc.StatusCode.PERMISSION_DENIED, detail
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "team 'web' is outside this ingest token's scope" in detail
     mixed = token_usage("payments", 100)
     mixed.resource_metrics.extend(token_usage("web", 7).resource_metrics)
     code, raw = call(target, METRICS, mixed.SerializeToString(), token=SCOPED)

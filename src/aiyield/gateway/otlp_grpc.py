@@ -21,6 +21,7 @@ as it parses an HTTP body, and `Source.reply` serializes the answer, as it does 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Awaitable, Callable
@@ -87,7 +88,8 @@ async def _export(
     seen["accepted"] = result.accepted
     reply = source.reply(result, delivery)
     if reply.status == 403:
-        raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "every item is outside this ingest token's scope")
+        reasons = "; ".join(sorted({r.error.reason for r in result.rejected}))
+        raise _Refused(grpc.StatusCode.PERMISSION_DENIED, f"nothing accepted: {reasons}"[:1000])
     return reply.body
 
 
@@ -103,6 +105,9 @@ def _method(services: Services, service: str, source: Source) -> Callable[..., A
         except _Refused as exc:
             code = exc.code
             await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:  # the client went away (or its deadline passed)
+            code = grpc.StatusCode.CANCELLED
+            raise
         except PublishError as exc:
             code = grpc.StatusCode.UNAVAILABLE
             log.error("kafka publish failed for %s: %s", method, exc)
