@@ -171,3 +171,21 @@ def test_tokens_scopes_bounds_and_answers_are_the_http_gateways(pipeline, gatewa
     assert f'aiyield_gateway_grpc_requests_total{{code="UNAUTHENTICATED",method="{METRICS}"}} 2.0' in text
     assert f'aiyield_gateway_grpc_requests_total{{code="PERMISSION_DENIED",method="{METRICS}"}} 1.0' in text
     assert 'aiyield_gateway_rejected_items_total{source="otlp_metrics"} 2.0' in text
+
+
+def test_a_taken_grpc_port_stops_the_gateway_with_what_to_do(pipeline):
+    import socket
+    import subprocess
+    import sys
+
+    from aiyield.embedded import free_port
+
+    with socket.socket() as taken:  # e.g. a local OpenTelemetry Collector on 4317
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**pipeline.env, "AIYIELD_OTLP_GRPC_PORT": str(taken.getsockname()[1]),
+               "AIYIELD_GATEWAY_PORT": str(free_port())}
+        done = subprocess.run([sys.executable, "-m", "aiyield", "gateway"], env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode == 1
+    assert "OTLP/gRPC cannot listen" in done.stderr and "AIYIELD_OTLP_GRPC_PORT" in done.stderr

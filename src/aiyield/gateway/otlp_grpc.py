@@ -150,7 +150,10 @@ async def start(settings: Settings, services: Services) -> grpc.aio.Server:
     try:
         server.add_insecure_port(where)
     except RuntimeError as exc:  # grpc's word for "cannot bind"
-        raise OSError(f"OTLP/gRPC cannot listen on {where}: {exc}") from None
+        raise OSError(
+            f"OTLP/gRPC cannot listen on {where} ({exc}): is another OTLP receiver (a Collector?) using it? Set "
+            "AIYIELD_OTLP_GRPC_PORT (or --otlp-grpc-port) to a free port, or to 0 to turn OTLP/gRPC off"
+        ) from None
     await server.start()
     log.info("OTLP/gRPC listening on %s", where)
     return server
