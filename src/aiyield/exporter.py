@@ -16,6 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.registry import Collector
 
+from aiyield import page
 from aiyield.core import billing, finance
 from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
@@ -43,20 +44,29 @@ class AiyieldCollector(Collector):
         self.cache = BucketCache()
         self.lock = threading.Lock()
 
-    def collect(self) -> Iterable[Family]:
+    def read(self) -> tuple[Snapshot, Billed]:
+        """What a scrape (or the live page) shows: the snapshot as of now and the stored bills."""
         try:
             with self.lock:
                 snap = read_snapshot(self.client, self.clock(), self.cache)
-            billed = read_billed(self.client)
+            return snap, read_billed(self.client)
         except redis.RedisError:
             log.exception("scrape failed: cannot read Redis")
             if self.errors is not None:
                 self.errors.inc()
             self.cache = BucketCache()  # whatever a failed read left half-updated is not trusted
             raise
+
+    def collect(self) -> Iterable[Family]:
+        snap, billed = self.read()
         yield from metric_families(fold(snap, self.caps), self.budgets, self.waste_grace)
         # The unfolded snapshot: a model folded into `other` by the read-time guard would lose its provider.
         yield from billing_families(snap, billed)
+
+    def page(self, window: str) -> str:
+        """The live page (aiyield.page) from the same read and the same folding as /metrics."""
+        snap, billed = self.read()
+        return page.render(fold(snap, self.caps), billed, self.budgets, self.waste_grace, window, unfolded=snap)
 
 
 def metric_families(
@@ -251,21 +261,30 @@ def build_registry(
     waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> CollectorRegistry:
     """`options`: more `Redis.from_url` arguments (TLS: `Settings.redis_client_options()`)."""
+    return _build(redis_url, clock, budgets, caps, waste_grace, **options)[0]
+
+
+def _build(
+    redis_url: str, clock: Callable[[], float], budgets: Budgets, caps: Caps, waste_grace: float, **options,
+) -> tuple[CollectorRegistry, AiyieldCollector]:
     registry = CollectorRegistry(auto_describe=False)
     errors = Counter(
-        "aiyield_exporter_scrape_errors", "Scrapes that failed because Redis could not be read.", registry=registry
+        "aiyield_exporter_scrape_errors", "Scrapes (and page views) that failed because Redis could not be read.",
+        registry=registry,
     )
     client = redis.Redis.from_url(redis_url, socket_timeout=10, **options)
-    registry.register(AiyieldCollector(client, clock, errors, budgets, caps, waste_grace))
-    return registry
+    collector = AiyieldCollector(client, clock, errors, budgets, caps, waste_grace)
+    registry.register(collector)
+    return registry, collector
 
 
 def serve(
     redis_url: str, port: int, host: str = "0.0.0.0", budgets: Budgets = Budgets(), caps: Caps = Caps(),
     waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> tuple[object, threading.Thread]:
-    """Serve /metrics on a background thread; returns (server, thread) so callers can shut it down."""
+    """Serve /metrics and the live page (`/`) on a background thread; returns (server, thread) so callers can shut
+    it down."""
     from aiyield.exposition import start_server
 
-    registry = build_registry(redis_url, budgets=budgets, caps=caps, waste_grace=waste_grace, **options)
-    return start_server(registry, port, host)
+    registry, collector = _build(redis_url, time.time, budgets, caps, waste_grace, **options)
+    return start_server(registry, port, host, page=collector.page)

@@ -162,6 +162,11 @@ class Snapshot:
                 out[team][start] += amount / scale
         return out
 
+    def over_time(self, window: str, measure: str) -> dict[str, dict[int, float]]:
+        """team -> bucket start -> amount in the measure's unit (USD, normalized deployments), for the windows read
+        bucket by bucket (HOURLY, MINUTES, DAILY; DAILY holds spend only)."""
+        return self._bucket_by_team(window, measure, SCALE.get(measure, 1))
+
     def daily_spend(self) -> dict[str, dict[int, float]]:
         """team -> UTC day start -> USD (42 days)."""
         return self._bucket_by_team(DAILY, Measure.SPEND, SCALE[Measure.SPEND])

@@ -51,6 +51,8 @@ class Settings:
     #: `allow_anonymous`). Containers set 0.0.0.0.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8787
+    #: OTLP over gRPC (MetricsService, LogsService), served by the gateway on `gateway_host`; 0 turns it off.
+    otlp_grpc_port: int = 4317
     #: Accept unauthenticated writes on a gateway listening beyond loopback (rules without a credential are open).
     allow_anonymous: bool = False
     #: Seconds a connection may take to send complete request headers (from connecting or from the last answer).
@@ -216,6 +218,7 @@ class Settings:
         _transport_security(get, kw)
         number("PARTITIONS", int, 1)
         number("GATEWAY_PORT", int, 0)
+        number("OTLP_GRPC_PORT", int, 0)
         number("METRICS_PORT", int, 0)
         number("MAX_BODY_BYTES", int, 1024)
         number("FULL_CREDIT_LINES", int, 1)

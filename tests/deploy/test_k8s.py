@@ -126,3 +126,11 @@ def test_reconcile_cronjob(objects, kustomization, load_yaml):
     for name in ("aiyield-worker", "aiyield-exporter", "aiyield-gateway"):
         (other,) = _deployment(objects, name)["spec"]["template"]["spec"]["containers"]
         assert not BILLING_KEYS & {e["name"] for e in other.get("env", [])}, name
+
+
+def test_gateway_serves_otlp_over_grpc_on_4317(objects):
+    (container,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "otlp-grpc", "containerPort": 4317} in container["ports"]
+    service_ports = {p["name"]: p for p in objects[("Service", "aiyield-gateway")]["spec"]["ports"]}
+    assert service_ports["otlp-grpc"]["port"] == 4317 and service_ports["otlp-grpc"]["targetPort"] == "otlp-grpc"
+    assert objects[("ConfigMap", "aiyield-config")]["data"]["AIYIELD_OTLP_GRPC_PORT"] == "4317"

@@ -175,7 +175,7 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
     logs = [tmp_path / n for n in ("up.log", "alertmanager.log", "prometheus.log")]
     procs = [
         start([sys.executable, "-m", "aiyield", "up", "--simulate", "--rate", "100", "--metrics-port", str(metrics_port),
-               "--gateway-port", str(gateway_port)], logs[0], env),
+               "--gateway-port", str(gateway_port), "--otlp-grpc-port", "0"], logs[0], env),
         start([alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
                f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="], logs[1]),
         start([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",

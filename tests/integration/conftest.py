@@ -60,8 +60,11 @@ class Pipeline:
         return proc
 
     def start_gateway(self, **env: str) -> str:
-        """A real `aiyield gateway` process on a free port; returns its base URL once /healthz answers."""
+        """A real `aiyield gateway` process on a free port; returns its base URL once /healthz answers. Its OTLP/gRPC
+        server listens on another free port (`otlp_grpc`), never the shared default."""
         port = free_port()
+        env.setdefault("AIYIELD_OTLP_GRPC_PORT", str(free_port()))
+        self.otlp_grpc = f"127.0.0.1:{env['AIYIELD_OTLP_GRPC_PORT']}"
         log = open(self.logdir / "gateway.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "aiyield", "gateway", "--gateway-port", str(port)],
