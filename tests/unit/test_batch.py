@@ -111,3 +111,18 @@ def test_names_beyond_the_caps_are_folded_into_other_and_counted():
     asyncio.run(store.transact("ingest", consumed, batch.ingest(decoded, PRICES, NOW, caps)))
     assert store.window_sums("1h")[series("spend", "made-up-0", "cc", "m")] == 2 * SCALE["spend"] // 4
     assert store.window_sums("1h")[series("overflow", "team")] == 5
+
+
+def test_processing_time_counters_count_accepted_events_once():
+    store = MemoryStore()
+    deploy = event(type="deployment", id="d1", deploy_id="d1", repo="r", environment="Production", status="succeeded",
+                   head="a" * 40)
+    old = token("old", ts=NOW - 90 * 86400)  # older than every window: the counters still count it
+    ingest(store, [token("a"), token("a"), old, deploy, task("t1", "task-1")])
+    ingest(store, [deploy, event(type="deployment", id="d2", deploy_id="d2", repo="r", environment="qa",
+                                 status="failed")], start=1)
+    assert store.totals[series("spend", "pay", "cc", "m")] == 2 * SCALE["spend"] // 4
+    assert store.totals[series("tokens", "pay", "cc", "m", "input")] == 2
+    assert store.totals[series("tasks", "pay", "cc", "completed")] == 1
+    assert store.totals[series("deployments", "production", "succeeded")] == 1  # its duplicate counts nothing
+    assert store.totals[series("deployments", "other", "failed")] == 1
