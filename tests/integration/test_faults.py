@@ -218,7 +218,7 @@ def aiyield(pipeline, *args: str) -> subprocess.CompletedProcess:
 
 #: Gauges the exporter derives at scrape time from the stored windows *and the clock* (a forecast made a minute later
 #: differs by design); the stored windows they are derived from are compared through every other metric.
-CLOCK_DERIVED = ("aiyield_month_forecast_usd", "aiyield_budget_burn_rate", "aiyield_usage_spike_score",
+CLOCK_DERIVED = ("aiyield_month_forecast_usd", "aiyield_budget_burn_ratio", "aiyield_budget_burn_rate", "aiyield_usage_spike_score",
                  "aiyield_waste_score", "aiyield_waste_signal")
 
 
