@@ -157,12 +157,16 @@ def test_read_time_cardinality_guard_folds_the_least_active_names():
     snap = snapshot()
     for i in range(5):
         snap.sums["1h"][Measure.SPEND][(f"made-up-{i}", "t", "m")] = i
+        snap.totals[Measure.SPEND][(f"made-up-{i}", "t", "m")] = 10 * i
         snap.teams.add(f"made-up-{i}")
     folded = fold(snap, Caps(team=3))
     r = registry(folded)
     teams = {s.labels["team"] for m in r.collect() if m.name == "aiyield_spend_usd" for s in m.samples}
     assert teams == {"payments", "growth", "made-up-4", "other"}
     assert r.get_sample_value("aiyield_spend_usd", {"team": "other", "tool": "t", "model": "m", "window": "1h"}) == (0 + 1 + 2 + 3) / 1e9
+    # The counters fold with the same names as the gauges.
+    assert r.get_sample_value("aiyield_spend_usd_total", {"team": "other", "tool": "t", "model": "m"}) == 10 * (0 + 1 + 2 + 3) / 1e9
+    assert r.get_sample_value("aiyield_spend_usd_total", {"team": "made-up-4", "tool": "t", "model": "m"}) == 40 / 1e9
     assert fold(snapshot(), Caps()) is not None
 
 
