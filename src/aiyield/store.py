@@ -161,6 +161,15 @@ _APPLY = """
 local a = 1
 local function num() a = a + 1; return tonumber(ARGV[a - 1]) end
 local function str() a = a + 1; return ARGV[a - 1] end
+-- A saturating HINCRBY: a counter past a signed 64-bit integer stays at the limit instead of failing the batch.
+local function add(key, name, amount)
+  local ok = redis.pcall('HINCRBY', key, name, amount)
+  if type(ok) == 'table' and ok.err then
+    local limit = '9223372036854775807'
+    if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
+    redis.call('HSET', key, name, limit)
+  end
+end
 
 local prefixes = {}
 for _ = 1, num() do
@@ -211,13 +220,7 @@ for _ = 1, buckets do
   local k = num()
   for _ = 1, k do
     local name = str()
-    local amount = str()
-    local ok = redis.pcall('HINCRBY', key, name, amount)
-    if type(ok) == 'table' and ok.err then
-      local limit = '9223372036854775807'
-      if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
-      redis.call('HSET', key, name, limit)
-    end
+    add(key, name, str())
   end
   redis.call('HINCRBY', key, '\0v', 1)  -- keys.WINDOW_VERSION: readers re-read only buckets whose version moved
   redis.call('EXPIREAT', key, expire_at)
@@ -281,14 +284,6 @@ for _ = 1, num() do
   -- NX for a new key (no TTL yet), GT for an existing one: a batch of older pushes never shortens it.
   redis.call('EXPIREAT', key, expire_at, 'NX')
   redis.call('EXPIREAT', key, expire_at, 'GT')
-end
-local function add(key, name, amount)
-  local ok = redis.pcall('HINCRBY', key, name, amount)
-  if type(ok) == 'table' and ok.err then
-    local limit = '9223372036854775807'
-    if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
-    redis.call('HSET', key, name, limit)
-  end
 end
 -- Decimal integer strings compared as strings: Lua numbers are doubles, exact only up to 2^53.
 local function above(x, y)
