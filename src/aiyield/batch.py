@@ -16,7 +16,7 @@ from typing import Callable, Generator, Mapping
 import msgspec
 
 from aiyield import keys
-from aiyield.core import crediting
+from aiyield.core import counters, crediting
 from aiyield.core.crediting import Loaded, Need, Policy
 from aiyield.core.cardinality import LABELS, Caps, admit
 from aiyield.core.events import EVENT_TYPES, ContextEvent, Event, TaskEvent, TokenEvent
@@ -66,7 +66,19 @@ def guard(events: list[Event], got: Got, caps: Caps, writes: Writes, now: float)
     ]
 
 
-def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()) -> Plan:
+def _counted(writes: Writes) -> Writes:
+    """The batch's processing-time counters (`core.counters`), from everything its rollup adds."""
+    plain, peaks = counters.split(writes.rollup)
+    for name, amount in plain.items():
+        writes.totals[name] = writes.totals.get(name, 0) + amount
+    writes.peaks = peaks
+    return writes
+
+
+def ingest(
+    decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps(),
+    is_production: Callable[[str], bool] = Policy().is_production,
+) -> Plan:
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
         events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
         # Identities as sent: dedup and "status counted once" must not depend on whether a name was folded.
@@ -92,7 +104,10 @@ def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()
                 batch_seen.add(status_key)
                 writes.seen.append(status_key)
             measure(writes.rollup, event, prices, now)
-        return writes
+            deployment = counters.deployment(event, is_production)
+            if deployment is not None:
+                writes.totals[deployment] = writes.totals.get(deployment, 0) + 1
+        return _counted(writes)
 
     return plan
 
@@ -254,7 +269,7 @@ def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> P
                 writes.rollup.add(now, now, {series(Measure.OVERFLOW, "team"): teams.overflow["team"]})
             for delta in result.deltas:
                 measure_delta(writes.rollup, dataclasses.replace(delta, team=teams.name("team", delta.team)), now)
-        return writes
+        return _counted(writes)
 
     return plan
 

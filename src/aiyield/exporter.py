@@ -23,7 +23,7 @@ from aiyield.core.finance import Budgets
 from aiyield.core.measures import Measure
 from aiyield.core.windows import SCALE, WINDOWS, window_buckets
 from aiyield.exposition import Family
-from aiyield.readout import DAILY, Billed, BucketCache, Snapshot, fold, read_billed, read_snapshot
+from aiyield.readout import DAILY, LABELS, Billed, BucketCache, Snapshot, fold, read_billed, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ def metric_families(
             overflow.add((label, window), amount)
     yield from (spend, tokens, unpriced, tasks, nd, cpnd, devs, retracted, contested, overflow)
     yield from context_families(snap)
+    yield from counter_families(snap)
     yield from finance_families(snap, budgets, waste_grace)
 
     events = Family("aiyield_events", "Events by type and outcome.", labels=["type", "outcome"], kind="counter")
@@ -154,12 +155,13 @@ def metric_families(
 
 #: Context metrics (Measure.CONTEXT): family name, help, the `metric` values it shows and the label they take.
 CONTEXT_FAMILIES = (
-    ("aiyield_tool_lines", "Lines of code the tool reports it wrote, over the window (Claude Code).",
+    ("aiyield_tool_lines", "Lines of code the tool reports it wrote (Claude Code)",
      {"lines_added": "added", "lines_removed": "removed"}),
-    ("aiyield_tool_commits", "Commits the tool reports it made, over the window (Claude Code).", {"commits": None}),
-    ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened, over the window (Claude Code).",
-     {"pull_requests": None}),
+    ("aiyield_tool_commits", "Commits the tool reports it made (Claude Code)", {"commits": None}),
+    ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened (Claude Code)", {"pull_requests": None}),
 )
+#: The label of `aiyield_tool_lines` that says added or removed (`type` already means the event and the token type).
+CHANGE = "change"
 
 
 def context_families(snap: Snapshot) -> Iterable[Family]:
@@ -167,7 +169,7 @@ def context_families(snap: Snapshot) -> Iterable[Family]:
     families = []
     for name, doc, kinds in CONTEXT_FAMILIES:
         typed = any(kinds.values())
-        family = Family(name, doc, labels=["team", "tool", *(["type"] if typed else []), "window"])
+        family = Family(name, f"{doc}, over the window.", labels=["team", "tool", *([CHANGE] if typed else []), "window"])
         for window in WINDOWS:
             for (team, tool, metric), amount in snap.series(window, Measure.CONTEXT):
                 if metric in kinds:
@@ -175,6 +177,40 @@ def context_families(snap: Snapshot) -> Iterable[Family]:
         if family.rows:  # absent until a tool reports them
             families.append(family)
     return families
+
+
+#: The processing-time counters (contract v3 §3, `core.counters`): measure -> (family name, help). Label names are the
+#: measure's (`readout.LABELS`); fixed-point measures are scaled back (`windows.SCALE`). Served as `<name>_total`.
+COUNTERS: dict[str, tuple[str, str]] = {
+    Measure.SPEND: ("aiyield_spend_usd", "AI spend in USD, counted when aiyield processed the event."),
+    Measure.TOKENS: ("aiyield_tokens", "Tokens, counted when aiyield processed the event."),
+    Measure.TASKS: ("aiyield_tasks", "AI tasks by status (completed, abandoned: as reported; shipped: by the crediting join), counted when processed."),
+    Measure.CREDIT: ("aiyield_normalized_deployments", "Normalized deployments credited (given, including credit later retracted), counted when processed."),
+    Measure.RETRACTED: ("aiyield_retracted_normalized_deployments", "Normalized deployments credited and then retracted (rollback or revert), counted when processed."),
+    Measure.DEPLOYMENTS: ("aiyield_deployments", "Deployment events accepted, by environment (production or other) and status."),
+    Measure.CONTESTED: ("aiyield_contested_claims", "Tasks refused because every commit they claimed belonged to an earlier task, counted when processed."),
+    Measure.UNPRICED: ("aiyield_unpriced_token_events", "Token events whose model is not in the price table and that carried no cost_usd."),
+    Measure.OVERFLOW: ("aiyield_cardinality_overflow", "Events whose team, tool or model was folded into `other` by the cardinality guard."),
+}
+
+
+def counter_families(snap: Snapshot) -> Iterable[Family]:
+    """`aiyield_*_total`: monotonic, counted at processing time, kept in Redis with the windows (`core.counters`)."""
+    for measure, (name, doc) in COUNTERS.items():
+        family = Family(name, doc, labels=LABELS[measure], kind="counter")
+        scale = SCALE.get(measure, 1)
+        for labels, amount in sorted(snap.totals.get(measure, {}).items()):
+            family.add(labels, amount / scale)
+        yield family
+    for name, doc, kinds in CONTEXT_FAMILIES:
+        typed = any(kinds.values())
+        family = Family(name, f"{doc}, counted when processed.", labels=["team", "tool", *([CHANGE] if typed else [])],
+                        kind="counter")
+        for (team, tool, metric), amount in sorted(snap.totals.get(Measure.CONTEXT, {}).items()):
+            if metric in kinds:
+                family.add((team, tool, *((kinds[metric],) if typed else ())), amount)
+        if family.rows:  # absent until a tool reports them, as the gauges
+            yield family
 
 
 def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = finance.DEFAULT_GRACE_SECONDS) -> Iterable[Family]:
@@ -189,9 +225,12 @@ def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = fina
         labels=["team"],
     )
     burn = Family(
-        "aiyield_budget_burn_rate",
+        "aiyield_budget_burn_ratio",
         "Last-24h spend / the daily spend that would use exactly the monthly budget (1 = on pace).",
         labels=["team"],
+    )
+    burn_old = Family(  # the name before the `_ratio` suffix: served until the next release, then removed
+        "aiyield_budget_burn_rate", "Deprecated: aiyield_budget_burn_ratio, under its former name.", labels=["team"]
     )
     spike = Family(
         "aiyield_usage_spike_score",
@@ -215,24 +254,31 @@ def finance_families(snap: Snapshot, budgets: Budgets, waste_grace: float = fina
         rate = finance.burn_rate(spend_24h.get(team, 0.0), budgets.for_team(team), now)
         if rate is not None:
             burn.add((team,), rate)
+            burn_old.add((team,), rate)
         spike.add((team,), finance.spike_score(fig, now))
         for reading in finance.waste(fig, now, waste_grace):
             signal.add((team, reading.signal), 1.0 if reading.flagged else 0.0)
             score.add((team, reading.signal), reading.score)
-    yield from (budget, month, forecast, burn, spike, signal, score)
+    yield from (budget, month, forecast, burn, burn_old, spike, signal, score)
 
 
 def billing_families(snap: Snapshot, billed: Billed) -> Iterable[Family]:
     """Billed spend per provider and the share of it aiyield saw (`aiyield reconcile`; windows: core/billing.py)."""
+    # `days`, not `window`: a run of whole UTC days ending with the newest reconciled one, not (now - window, now].
     amount = Family(
         "aiyield_billed_usd",
-        "Cost billed by the provider over the window's whole UTC days, ending with the newest reconciled day.",
-        labels=["provider", "window"],
+        "Cost billed by the provider over the last `days` whole UTC days reconciled.",
+        labels=["provider", "days"],
+    )
+    estimated = Family(
+        "aiyield_billed_estimated_usd",
+        "aiyield's estimated spend on the provider's models over the same UTC days as aiyield_billed_usd, by event time.",
+        labels=["provider", "days"],
     )
     capture = Family(
         "aiyield_spend_capture_ratio",
         "aiyield's estimated spend on the provider's models / billed cost, over the same UTC days; absent when billed is 0.",
-        labels=["provider", "window"],
+        labels=["provider", "days"],
     )
     through = Family(
         "aiyield_billed_through_timestamp_seconds",
@@ -244,16 +290,19 @@ def billing_families(snap: Snapshot, billed: Billed) -> Iterable[Family]:
         labels=["provider"],
     )
     history = min(window_buckets(DAILY, snap.now))
-    estimated = billing.provider_daily_spend(snap.buckets.get(DAILY, {}))
-    for reading in billing.readings(billed.days, estimated, history):
-        amount.add((reading.provider, reading.window), reading.billed_usd)
+    daily = billing.provider_daily_spend(snap.buckets.get(DAILY, {}))
+    for reading in billing.readings(billed.days, daily, history):
+        days = (reading.provider, str(len(reading.days)))
+        amount.add(days, reading.billed_usd)
+        if reading.estimated_usd is not None:
+            estimated.add(days, reading.estimated_usd)
         if reading.capture_ratio is not None:
-            capture.add((reading.provider, reading.window), reading.capture_ratio)
+            capture.add(days, reading.capture_ratio)
     for provider, days in sorted(billed.days.items()):
         through.add((provider,), max(days) + billing.DAY)
     for provider, ts in sorted(billed.synced.items()):
         synced.add((provider,), ts)
-    yield from (f for f in (amount, capture, through, synced) if f.rows)  # absent until reconcile has run
+    yield from (f for f in (amount, estimated, capture, through, synced) if f.rows)  # absent until reconcile has run
 
 
 def build_registry(

@@ -14,6 +14,9 @@ Layout (prefix `ay:`):
   teams                                set of every team seen (the cardinality guard's admitted teams)
   names:{label}                        set of the tools / models admitted by the cardinality guard
   events_total                         hash: type<SEP>outcome -> count
+  totals                               hash: series -> the processing-time counters (`core.counters`), fixed point
+  totals:net                           hash: series -> signed net sum of the crediting join's series (their peak is
+                                       the counter in `totals`)
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
   otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
                                        20-digit strings; the v1 `otlp:` keys expire on their own)
@@ -141,6 +144,9 @@ def names(label: str) -> str:
     """The names admitted by the cardinality guard for a label (`team`, `tool`, `model`); teams are `TEAMS`."""
     return TEAMS if label == "team" else f"{PREFIX}names:{label}"
 EVENTS_TOTAL = f"{PREFIX}events_total"
+#: The `aiyield_*_total` counters (contract v3 §3) and the net sums behind the peaked ones (see `core.counters`).
+TOTALS = f"{PREFIX}totals"
+TOTALS_NET = f"{PREFIX}totals:net"
 LAST_TS = f"{PREFIX}last_ts"
 
 

@@ -100,6 +100,10 @@ class Writes:
     names: dict[str, set[str]] = field(default_factory=dict)
     #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
     members: dict[str, tuple[list[tuple[bytes, float]], int, float]] = field(default_factory=dict)
+    #: Processing-time counters (`core.counters`): series -> amount added, and series -> signed net delta of the
+    #: peaked ones (the counter is the highest its net has been).
+    totals: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
 
     def count(self, event_type: str, outcome: str, n: int = 1) -> None:
         self.events_total[(event_type, outcome)] = self.events_total.get((event_type, outcome), 0) + n
@@ -156,6 +160,8 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #   values   n (key, value, expire-at) triples                                       (SET EXAT)
 #   fields   n hashes, then per hash: key, expire-at, k, k (field, value) pairs      ('' deletes; expiry only extended)
 #   members  n keys, then per key: key, expire-at, below, k, k (score, member) pairs (ZADD, drop below, expiry only extended)
+#   totals   totals key, n, n (field, amount) pairs                                  (HINCRBY, saturating)
+#   peaks    net key, totals key, n, n (field, amount) pairs: HINCRBY the net, and the total becomes the net when above
 #   offsets  n (key, value) pairs                                                    (SET)
 # Returns 1, or {0, markers found} when it wrote nothing.
 _APPLY = """
@@ -163,6 +169,15 @@ local CHUNK = 1000  -- values per unpack(): Lua's stack takes ~8,000, whatever a
 local a = 1
 local function num() a = a + 1; return tonumber(ARGV[a - 1]) end
 local function str() a = a + 1; return ARGV[a - 1] end
+-- A saturating HINCRBY: a counter past a signed 64-bit integer stays at the limit instead of failing the batch.
+local function add(key, name, amount)
+  local ok = redis.pcall('HINCRBY', key, name, amount)
+  if type(ok) == 'table' and ok.err then
+    local limit = '9223372036854775807'
+    if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
+    redis.call('HSET', key, name, limit)
+  end
+end
 
 local prefixes = {}
 for _ = 1, num() do
@@ -217,13 +232,7 @@ for _ = 1, buckets do
   local k = num()
   for _ = 1, k do
     local name = str()
-    local amount = str()
-    local ok = redis.pcall('HINCRBY', key, name, amount)
-    if type(ok) == 'table' and ok.err then
-      local limit = '9223372036854775807'
-      if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
-      redis.call('HSET', key, name, limit)
-    end
+    add(key, name, str())
   end
   redis.call('HINCRBY', key, '\0v', 1)  -- keys.WINDOW_VERSION: readers re-read only buckets whose version moved
   redis.call('EXPIREAT', key, expire_at)
@@ -287,6 +296,24 @@ for _ = 1, num() do
   -- NX for a new key (no TTL yet), GT for an existing one: a batch of older pushes never shortens it.
   redis.call('EXPIREAT', key, expire_at, 'NX')
   redis.call('EXPIREAT', key, expire_at, 'GT')
+end
+-- Decimal integer strings compared as strings: Lua numbers are doubles, exact only up to 2^53.
+local function above(x, y)
+  local nx, ny = string.sub(x, 1, 1) == '-', string.sub(y, 1, 1) == '-'
+  if nx ~= ny then return ny end
+  if nx then x, y = string.sub(y, 2), string.sub(x, 2) end
+  if #x ~= #y then return #x > #y end
+  return x > y
+end
+local totals = str()
+for _ = 1, num() do local name = str(); add(totals, name, str()) end
+local net_key = str()
+totals = str()
+for _ = 1, num() do
+  local name = str()
+  add(net_key, name, str())
+  local net = redis.call('HGET', net_key, name)
+  if above(net, redis.call('HGET', totals, name) or '0') then redis.call('HSET', totals, name, net) end
 end
 for _ = 1, num() do local key = str(); redis.call('SET', key, str()) end
 return 1
@@ -367,6 +394,12 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
         args += [key, expire_at, repr(float(below)), len(members)]
         for member, score in members:
             args += [repr(float(score)), member]
+    args += [keys.TOTALS, len(writes.totals)]
+    for name, amount in writes.totals.items():
+        args += [name, _saturate(amount)]
+    args += [keys.TOTALS_NET, keys.TOTALS, len(writes.peaks)]
+    for name, amount in writes.peaks.items():
+        args += [name, _saturate(amount)]
     args.append(len(offsets))
     for key, value in offsets.items():
         args += [key, value]
@@ -514,6 +547,8 @@ class MemoryStore:
         self.fields: dict[tuple[str, str], bytes] = {}
         self.names: dict[str, set[str]] = defaultdict(set)
         self.members: dict[str, dict[bytes, float]] = defaultdict(dict)
+        self.totals: dict[str, int] = defaultdict(int)
+        self.nets: dict[str, int] = defaultdict(int)
 
     async def close(self) -> None:
         pass
@@ -574,6 +609,11 @@ class MemoryStore:
         for key, (members, _expire, below) in writes.members.items():
             self.members[key].update(members)
             self.members[key] = {m: score for m, score in self.members[key].items() if score >= below}
+        for name, amount in writes.totals.items():
+            self.totals[name] = _saturate(self.totals[name] + amount)
+        for name, amount in writes.peaks.items():
+            self.nets[name] = _saturate(self.nets[name] + amount)
+            self.totals[name] = max(self.totals[name], self.nets[name])
 
     def window_sums(self, window: str) -> dict[str, int]:
         """Series -> amount over every bucket of one window (tests read results through this)."""

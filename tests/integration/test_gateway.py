@@ -193,7 +193,7 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     pipeline.wait_value("aiyield_tokens", 1500, type="input", **labels)
     pipeline.wait_value("aiyield_spend_usd", 0.5, **labels)
     assert pipeline.value("aiyield_tokens", type="output", **labels) == 200
-    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", type="added", window="1h")
+    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", change="added", window="1h")
     with urllib.request.urlopen(gateway + "/metrics") as response:
         text = response.read().decode()
     assert 'aiyield_gateway_ignored_total{source="otlp_metrics"}' in text
