@@ -307,7 +307,7 @@ def test_v3_scopes_and_arrival_stamps_through_the_gateway(pipeline, tmp_path):
                    '[teams.octo]\nrepos = ["codertocat/*"]\n')
     pipeline.start_worker()
     gateway = pipeline.start_gateway(
-        AIYIELD_INGEST_TOKENS=f"{INGEST_TOKEN},web-token@team=web,shop-token@repo=shop/*",
+        AIYIELD_INGEST_TOKENS=f"{INGEST_TOKEN},web-token@team=web,shop-token@repo=shop/*,pay-token@team=payments",
         AIYIELD_GITHUB_SECRET=GITHUB_SECRET, AIYIELD_GITLAB_TOKEN=GITLAB_TOKEN, AIYIELD_ORG=str(org),
     )
     url = gateway + "/v1/events"
@@ -350,8 +350,29 @@ def test_v3_scopes_and_arrival_stamps_through_the_gateway(pipeline, tmp_path):
     assert github(gateway, "push", hook, "v3-delivery")[1]["accepted"] == 2
     github_from, github_to = before, time.time()
 
-    published = {e["id"]: e for e in pipeline.published(7)}
-    assert len(published) == 7, sorted(published)
+    # Every endpoint a scoped token opens stamps the same way: LiteLLM, OTLP, Argo CD.
+    litellm_body = (FIXTURES / "litellm/single.0.json").read_bytes()  # team payments
+    status, answer, llm_from, llm_to = timed_post(gateway + "/v1/webhooks/litellm", litellm_body,
+                                                  {"Authorization": "Bearer pay-token"})
+    assert (status, answer["accepted"]) == (202, 1), answer
+    metrics = otlp_sum(1000, int((now - 120) * 1e9), int((now - 60) * 1e9))
+    metrics["resourceMetrics"][0]["resource"]["attributes"][1]["value"]["stringValue"] = "web"
+    status, _, otlp_from, otlp_to = timed_post(gateway + "/v1/metrics", metrics, {"Authorization": "Bearer web-token"})
+    assert status == 200
+    rendered = {"id": "argocd/shop@v3", "app": "shop", "repo": "Shop/API", "revision": "a" * 40,
+                "environment": "production", "phase": "Succeeded", "sync_status": "Synced", "health_status": "Healthy",
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 5))}
+    status, answer, argo_from, argo_to = timed_post(gateway + "/v1/webhooks/argocd", rendered,
+                                                    {"Authorization": "Bearer shop-token"})
+    assert (status, answer["accepted"]) == (202, 1), answer
+
+    published = {e["id"]: e for e in pipeline.published(10)}
+    assert len(published) == 10, sorted(published)
+    (llm,) = [e for e in published.values() if e["id"].startswith("chatcmpl-")]
+    (otlp,) = [e for e in published.values() if e["type"] == "token" and e["team"] == "web"]
+    (argo,) = [e for e in published.values() if e["type"] == "deployment"]
+    assert llm_from <= llm["arrival"] <= llm_to and otlp_from <= otlp["arrival"] <= otlp_to
+    assert argo_from <= argo["arrival"] <= argo_to and argo["repo"] == "shop/api"
     assert shop_from <= published["v3-task-1"]["arrival"] <= shop_to
     assert shop_from <= published["v3-push"]["arrival"] <= shop_to
     assert web_from <= published["v3-task-5"]["arrival"] <= web_to
