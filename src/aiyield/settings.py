@@ -73,6 +73,9 @@ class Settings:
     full_credit_lines: int = 10
     join_window_seconds: float = 7 * 86400
     survival_window_seconds: float = 86400
+    #: Delivery grace of claims stamped with their arrival (scoped tokens, webhooks): such a claim ranks no earlier
+    #: than its arrival minus this (contract v3 §2 "Rank time").
+    claim_grace_seconds: float = 3600.0
     ai_trailers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_AI_TRAILERS))
     team_attributes: tuple[str, ...] = ("team", "team.id", "team.name")
     otlp_log_tokens: bool = True
@@ -174,6 +177,7 @@ class Settings:
             full_credit_lines=self.full_credit_lines,
             join_window=self.join_window_seconds,
             survival_window=self.survival_window_seconds,
+            claim_grace=self.claim_grace_seconds,
         )
 
     @property
@@ -224,6 +228,7 @@ class Settings:
         number("FULL_CREDIT_LINES", int, 1)
         number("JOIN_WINDOW_SECONDS", float, 60)
         number("SURVIVAL_WINDOW_SECONDS", float, 0)
+        number("CLAIM_GRACE_SECONDS", float, 0)
         number("BATCH_MESSAGES", int, 1)
         number("BATCH_SECONDS", float, 0.001)
         number("PUBLISH_TIMEOUT_SECONDS", float, 0.1)

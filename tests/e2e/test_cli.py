@@ -75,12 +75,16 @@ def test_up_simulate_send_report_and_stop(user_env, tmp_path):
                         "input_tokens": 1_000_000, "output_tokens": 0}),
             "",
             json.dumps({"type": "token", "id": "e2e-2", "ts": now, "team": "e2e-team"}),
+            json.dumps({"type": "task", "id": "e2e-3", "ts": now, "task_id": "T", "team": "e2e-team", "tool": "cli",
+                        "status": "completed", "repo": "acme/shop", "commits": ["9fceb02"]}),
         ]
         sent = aiyield("send", "-", env=user_env, stdin="\n".join(lines).encode())
         assert sent.returncode == 1, sent.stderr.decode()
         out = sent.stdout.decode()
         assert "line 3: Object missing required field `tool`" in out
-        assert "│        1 │        1 │" in out or "1 │ 1" in out.replace("  ", " ")
+        # Contract v3 §1: a task claims full SHAs, and `send` says which rule an event breaks.
+        assert "line 4: task commits must be full 40- or 64-character SHAs, got '9fceb02'" in " ".join(out.split())
+        assert "│        1 │        2 │" in out or "1 │ 2" in out.replace("  ", " ")
 
         def e2e_spend() -> float | None:
             report = aiyield("report", "--window", "1h", "--format", "json", env=user_env)

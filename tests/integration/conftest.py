@@ -113,18 +113,25 @@ class Pipeline:
 
     def dead_letters(self, count: int, timeout: float = 30) -> list[dict]:
         """The first `count` rejected items on the dead-letter topic (many may travel in one message)."""
+        return self.items(self.settings.dlq_topic, "rejected", count, timeout)
+
+    def published(self, count: int, timeout: float = 30) -> list[dict]:
+        """The first `count` events on the events topic, as producers (the gateway) wrote them."""
+        return self.items(self.settings.events_topic, "events", count, timeout)
+
+    def items(self, topic: str, field: str, count: int, timeout: float = 30) -> list[dict]:
+        """The first `count` items of the lists under `field` in a topic's messages (envelopes, dead letters)."""
         # Assigned, not subscribed: no group to join, every partition read from its beginning.
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka, "group.id": f"dlq-reader-{uuid.uuid4()}",
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka, "group.id": f"reader-{uuid.uuid4()}",
                              "enable.auto.commit": False, **CONSUMER_TIMEOUTS})
-        consumer.assign([TopicPartition(self.settings.dlq_topic, p, OFFSET_BEGINNING)
-                         for p in range(self.settings.partitions)])
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(self.settings.partitions)])
         items: list[dict] = []
         deadline = time.monotonic() + timeout
         try:
             while len(items) < count and time.monotonic() < deadline:
                 msg = consumer.poll(0.5)
                 if msg is not None and not msg.error():
-                    items += msgspec.json.decode(msg.value())["rejected"]
+                    items += msgspec.json.decode(msg.value())[field]
         finally:
             consumer.close()
         return items
