@@ -224,8 +224,12 @@ def test_pushes_older_than_the_join_window_are_not_used_for_expansion():
 
 
 def test_v3_an_abbreviated_sha_in_a_task_claims_nothing():
-    # v3: tasks claim full SHAs (the schema refuses abbreviations; the join would not guess what one names).
-    _, deltas = run([task(commits=[A[:7]]), push(T0, [A]), deployment(commits=[A])])
+    # v3: tasks claim full SHAs. The schema refuses abbreviations; were one to reach the join (a record written
+    # before v3), it would claim nothing rather than guess.
+    with pytest.raises(msgspec.ValidationError, match="full 40- or 64-character SHAs"):
+        task(commits=[A[:7]])
+    legacy = msgspec.structs.replace(task(), commits=[A[:7]])
+    _, deltas = run([legacy, push(T0, [A]), deployment(commits=[A])])
     assert deltas == [[]]
 
 
@@ -751,7 +755,7 @@ def test_rollback_of_from_a_staging_deployment_does_not_retract_a_production_one
 
 
 def test_contested_claims_are_counted_for_the_refused_tasks_team():
-    _, deltas = run([task(team="payments"), task("t7", team="search", ts=T0 + HOUR, commits=[A, A[:7]])])
+    _, deltas = run([task(team="payments"), task("t7", team="search", ts=T0 + HOUR, commits=[A, A.upper()])])
     assert deltas == [[contested(T0 + HOUR, "t7", team="search")]]
 
 

@@ -38,7 +38,7 @@ SHAS.append(SHAS[0][:7] + hashlib.sha1(b"twin").hexdigest()[7:])
 REPOS = ["shop", "shop", "shop", "web"]
 TEAMS = ["payments", "search"]
 
-FAST = settings(max_examples=1500, deadline=None, database=None, derandomize=True, report_multiple_bugs=False)
+FAST = settings(max_examples=200, deadline=None, database=None, derandomize=True, report_multiple_bugs=False)
 
 
 def times(first_hour: int = 0, last_hour: int = SPAN_HOURS) -> st.SearchStrategy[float]:
