@@ -148,7 +148,7 @@ class TaskState(msgspec.Struct, array_like=True):
     # What is counted for it:
     walk: list[Step] = []
     walked_lines: int = 0  # the lines its walk contributed to the credit aggregates
-    shipped: tuple[float, str, str] | None = None  # (ts, repo, deploy_id) counted as shipping it
+    shipped: tuple[float, str, str, str] | None = None  # (ts, repo, deploy_id, tool) counted as shipping it
     contested_ts: float | None = None
 
     @property
@@ -516,7 +516,7 @@ def _fold_tasks(view: _View, work: _Work, events: list[TaskEvent], policy: Polic
             work.full.add(ref)
         elif before is not None and before[1] != task.newest and not _ends(task):
             work.full.add(ref)  # a later report widens the window a task without a live deployment may join in
-        if before is None or before[3] != task.lines or added:
+        if before is None or before[2:] != (task.tool, task.lines) or added:
             work.grow(ref)
         _store_commits(view, ref, task, added)
         claims[ref] = added
@@ -1002,11 +1002,15 @@ def _recompute(view: _View, work: _Work, policy: Policy) -> Generator[Need, Load
         ref: view.task_commits(ref, task) if ref in work.full else sorted(work.grown.get(ref, ()))
         for ref, task in live.items()
     }
-    yield from view.need(commits={c for commits in considered.values() for c in commits})
-    yield from view.need(branches={
-        (cref[0], branch) for commits in considered.values() for cref in commits
-        if (commit := view.commit(cref)) is not None for branch, _ts in commit.pushes
-    })
+    yield from _load_chains(view, considered)
+    # A commit's chain ends at its first live deployment: one that went live before the task's window cuts off the
+    # later deployments the task may have reached through that commit, so its walk is redone from every commit.
+    escalate = {ref for ref, task in live.items() if ref not in work.full and _cut_before(view, ref, task, considered[ref], policy)}
+    if escalate:
+        work.full |= escalate
+        yield from view.need(task_commits={ref for ref in escalate if live[ref].spilled})
+        considered.update({ref: view.task_commits(ref, live[ref]) for ref in escalate})
+        yield from _load_chains(view, {ref: considered[ref] for ref in escalate})
     # Each task's new walk, and the credit aggregates it changes.
     walks: dict[TaskRef, list[Step]] = {}
     for ref, task in live.items():
@@ -1048,7 +1052,8 @@ def _recompute(view: _View, work: _Work, policy: Policy) -> Generator[Need, Load
                     else:
                         state.reverts.remove(entry)
                 touched.add(cref)
-        shipped = _shipped(walk)
+        last = _shipped(walk)
+        shipped = None if last is None else (*last, task.tool)
         contested_ts = task.rank if task.count and not task.owned else None
         deltas += _task_deltas(ref, task, shipped, contested_ts)
         if (task.walk, task.walked_lines, task.shipped, task.contested_ts) != (walk, lines, shipped, contested_ts):
@@ -1057,6 +1062,27 @@ def _recompute(view: _View, work: _Work, policy: Policy) -> Generator[Need, Load
     for cref in sorted(touched):
         deltas += _credit_deltas(view, cref, policy)
     return deltas
+
+
+def _load_chains(view: _View, considered: dict[TaskRef, list[CommitRef]]) -> Generator[Need, Loaded, None]:
+    """The commits, and the branch indexes of where they were pushed, that walking these commits reads."""
+    yield from view.need(commits={c for commits in considered.values() for c in commits})
+    yield from view.need(branches={
+        (cref[0], branch) for commits in considered.values() for cref in commits
+        if (commit := view.commit(cref)) is not None for branch, _ts in commit.pushes
+    })
+
+
+def _cut_before(view: _View, ref: TaskRef, task: TaskState, commits: list[CommitRef], policy: Policy) -> bool:
+    claim = (task.rank, *ref)
+    lo = task.rank - policy.claim_slack
+    for cref in commits:
+        commit = view.commit(cref)
+        if commit is None or commit.owner != claim:
+            continue
+        if any(rolled is None and ts < lo for ts, _id, rolled in _chain(view, cref[0], commit, policy)):
+            return True
+    return False
 
 
 def _deploy_ts(view: _View, d: CreditRefTail) -> float:
@@ -1071,14 +1097,16 @@ def _shipped(walk: list[Step]) -> tuple[float, str, str] | None:
     return None
 
 
-def _task_deltas(ref: TaskRef, task: TaskState, shipped: tuple[float, str, str] | None, contested_ts: float | None) -> list[Delta]:
+def _task_deltas(
+    ref: TaskRef, task: TaskState, shipped: tuple[float, str, str, str] | None, contested_ts: float | None
+) -> list[Delta]:
     team, task_id = ref
     out: list[Delta] = []
     if task.shipped != shipped:
         if task.shipped is not None:
-            out.append(Delta("credit", team, task.shipped[0], 0, tool=task.tool, shipped=-1, task_id=task_id))
+            out.append(Delta("credit", team, task.shipped[0], 0, tool=task.shipped[3], shipped=-1, task_id=task_id))
         if shipped is not None:
-            out.append(Delta("credit", team, shipped[0], 0, tool=task.tool, shipped=1, task_id=task_id))
+            out.append(Delta("credit", team, shipped[0], 0, tool=shipped[3], shipped=1, task_id=task_id))
     if task.contested_ts != contested_ts:
         if task.contested_ts is not None:
             out.append(Delta("contested", team, task.contested_ts, -1, task_id=task_id))
