@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import redis
 
-from aiyield import keys
+from aiyield import keys, redisconn
 from aiyield.core.events import envelope
 from aiyield.core.windows import SEP
 
@@ -238,7 +238,7 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 def _floor(bench: Bench) -> None:
     total = _preload(bench, "floor.", "f")
     url = bench.redis_url()
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     bench.progress(f"floor: {total:,} events preloaded; framework-free consumer draining")
     argv = [sys.executable, "-c", "import sys; from aiyield.benchmark import floor_consumer; floor_consumer(*sys.argv[1:])",
             bench.kafka, url, "floor."]
@@ -271,7 +271,7 @@ def _worker(bench: Bench) -> None:
     total = _preload(bench, "worker.", "w")
     url = bench.redis_url()
     bench.results["_worker_redis"] = url
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     before = _state_bytes(client)
     bench.progress(f"worker: {total:,} events preloaded; one `aiyield worker` draining")
     proc = _spawn(_worker_argv(), bench.env("worker.", url), bench.workdir / "worker.log")
@@ -385,7 +385,7 @@ def _scrape(bench: Bench) -> None:
     from aiyield.store import Consumed, RedisStore
 
     url = bench.redis_url()
-    redis.Redis.from_url(url).flushdb()
+    redisconn.client(url).flushdb()
     # Per (team, tool, model): spend and tokens of 4 types in 4 windows = 20 samples; ~1,000 more are per team.
     combos = max(1, (bench.options.scrape_series - 1000) // 20)
     teams, tools = 50, 3
@@ -418,7 +418,7 @@ def _scrape(bench: Bench) -> None:
         offset += 1
 
     loop = asyncio.new_event_loop()
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     before = _state_bytes(client)
     for i in range(0, len(events), 5000):
         loop.run_until_complete(write(events[i : i + 5000], now))
@@ -532,7 +532,7 @@ def _scale(bench: Bench) -> None:
     from aiyield.settings import Settings
 
     url = bench.redis_url()
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     settings = Settings.from_env(bench.env("scale.", url))
     ensure_topics(bench.kafka, settings.topics, bench.options.partitions)
     bench.progress("scale-out: starting two workers and waiting for their group to settle")

@@ -200,11 +200,10 @@ def _simulate(
 
 
 def _snapshot_reader(settings: Settings):
-    import redis
-
+    from aiyield import redisconn
     from aiyield.readout import read_snapshot
 
-    client = redis.Redis.from_url(settings.redis, socket_timeout=2, **settings.redis_client_options())
+    client = redisconn.client(settings, timeout=2)
     return lambda: read_snapshot(client, time.time())
 
 
@@ -237,8 +236,7 @@ def report(
     ),
 ) -> None:
     """Per-team spend, normalized deployments and cost per normalized deployment; or, with --month, the finance view."""
-    import redis
-
+    from aiyield import redisconn
     from aiyield.core.windows import WINDOWS
     from aiyield.readout import read_snapshot
 
@@ -246,7 +244,7 @@ def report(
         console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
         raise typer.Exit(2)
     settings = _require(_settings(), kafka=False)
-    snap = read_snapshot(redis.Redis.from_url(settings.redis, **settings.redis_client_options()), time.time())
+    snap = read_snapshot(redisconn.client(settings), time.time())
     if month:
         teams = snap.month(settings.budgets)
         detail = snap.month(settings.budgets, by=("team", "tool", "model"))
@@ -292,8 +290,7 @@ def rebuild(
 
     Stop every worker first; start them again afterwards. What is and is not restored: docs/RELIABILITY.md.
     """
-    import redis
-
+    from aiyield import redisconn
     from aiyield.rebuild import RebuildError, rebuild as do_rebuild, worker_group
 
     settings = _require(_settings())
@@ -304,7 +301,7 @@ def rebuild(
             "from its oldest record. Stop every worker, then run again with --yes."
         )
         raise typer.Exit(1)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    client = redisconn.client(settings)
     try:
         done = do_rebuild(settings, client, force=force)
     except RebuildError as exc:
@@ -326,15 +323,14 @@ def reconcile(
     Providers without an admin key (AIYIELD_ANTHROPIC_ADMIN_KEY, AIYIELD_OPENAI_ADMIN_KEY) are skipped. Exit 1 when
     a provider failed (what the others fetched is stored), 2 when none is configured.
     """
-    import redis
-
+    from aiyield import redisconn
     from aiyield.reconcile import configured, run
 
     settings = _require(_settings(), kafka=False)
     if not configured(settings):
         console.print("[red]no provider configured:[/] set AIYIELD_ANTHROPIC_ADMIN_KEY and/or AIYIELD_OPENAI_ADMIN_KEY")
         raise typer.Exit(2)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    client = redisconn.client(settings)
     _terminate_on_sigterm()
 
     def progress(provider: str, pages: int, found: int) -> None:

@@ -113,8 +113,10 @@ def kafka_ready(bootstrap: str) -> bool:
 def redis_ready(url: str) -> bool:
     import redis
 
+    from aiyield import redisconn
+
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        return bool(redisconn.client(url, timeout=1).ping())
     except redis.RedisError:
         return False
 

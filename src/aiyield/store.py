@@ -22,13 +22,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generator, Protocol, Sequence, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from aiyield import keys
+from aiyield import keys, redisconn
 from aiyield.core.windows import SEP, Rollup, expires_at
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,9 @@ def _saturate(amount: int) -> int:
     return max(-COUNTER_LIMIT, min(COUNTER_LIMIT, amount))
 
 
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+#: A demoted master answers writes with READONLY (a failover behind a plain URL, e.g. a managed Redis's DNS name):
+#: retried like a lost connection, and a Sentinel-managed client asks the sentinels for the new master.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
 # One script applies a whole batch: its dedup markers, counters, HyperLogLogs, sets, join state and offsets. It runs
 # inside MULTI (so the WATCHed offsets and read keys still guard it) and is itself atomic, which lets it check the
@@ -360,10 +361,10 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
 
 class RedisStore:
     def __init__(self, url: str, clock: Callable[[], float] = time.time, **options) -> None:
-        """`options`: more `from_url` arguments (TLS: `Settings.redis_client_options()`)."""
+        """`options`: more `redisconn.client` arguments (TLS: `Settings.redis_client_options()`)."""
         self.url = url
         self.clock = clock
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10, **options)
+        self.redis = redisconn.client(url, asyncio=True, health_check_interval=10, **options)
         self._apply = self.redis.register_script(_APPLY)
         self._get_fields = self.redis.register_script(_GET_FIELDS)
         self._configured = False
