@@ -207,7 +207,7 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from aiyield.kafka import Publisher
+    from aiyield.kafka import Publisher, read_range
     from aiyield.processing import Processor
     from aiyield.settings import Settings
     from aiyield.store import Consumed, RedisStore
@@ -222,7 +222,9 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 
     async def run() -> None:
         store = RedisStore(redis_url)
-        processor = Processor(settings, store, publisher.publish_async)
+        processor = Processor(
+            settings, store, publisher.publish_async, lambda *where: asyncio.to_thread(read_range, kafka, *where)
+        )
         while True:
             messages = consumer.consume(settings.batch_messages, timeout=settings.batch_seconds)
             records = [

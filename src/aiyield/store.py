@@ -105,14 +105,39 @@ class Writes:
 Plan = Callable[[list["Consumed"]], Generator[Read, Got, Writes]]
 
 
+class Behind(Exception):
+    """The store's offsets stop short of the batch: records between them were never applied here. Nothing was written.
+
+    Kafka's committed offsets never lead the store's on one Redis, but a failover to an asynchronous replica can
+    lose the master's last batches after Kafka was told they were done; a worker then receives records past what
+    the new master holds. `missing`: (topic, partition) -> (the store's next offset, the batch's first offset).
+    """
+
+    def __init__(self, missing: dict[tuple[str, int], tuple[int, int]]) -> None:
+        super().__init__(", ".join(f"{t}:{p} from {a} to {b}" for (t, p), (a, b) in sorted(missing.items())))
+        self.missing = missing
+
+
 class Store(Protocol):
     async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int: ...
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None: ...
 
     async def close(self) -> None: ...
 
 
 def _fresh(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> list[Consumed]:
     return [r for r in records if r.offset >= start.get((r.topic, r.partition), -1)]
+
+
+def _behind(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Partitions whose first record in the batch lies past the stored next offset (partitions never stored are
+    not judged: their first batch starts wherever Kafka's retention lets it)."""
+    first: dict[tuple[str, int], int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        first[tp] = min(r.offset, first.get(tp, r.offset))
+    return {tp: (start[tp], n) for tp, n in first.items() if tp in start and n > start[tp]}
 
 
 def _next_offsets(fresh: Sequence[Consumed]) -> dict[tuple[str, int], int]:
@@ -423,7 +448,12 @@ class RedisStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(*offset_keys.values())
             stored = await pipe.mget(list(offset_keys.values()))
-            fresh = _fresh(records, {tp: int(v) for tp, v in zip(partitions, stored) if v is not None})
+            start = {tp: int(v) for tp, v in zip(partitions, stored) if v is not None}
+            behind = _behind(records, start)
+            if behind:
+                await pipe.unwatch()
+                raise Behind(behind)
+            fresh = _fresh(records, start)
             if not fresh:
                 await pipe.unwatch()
                 return 0
@@ -442,6 +472,30 @@ class RedisStore:
             if result != 1:
                 raise _Conflict({m.decode() for m in result[1]})
             return len(fresh)
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None:
+        """Move a partition's stored offset from `start` to `to`, over offsets Kafka no longer holds (or that hold no
+        records); nothing else changes. A no-op when the stored offset is no longer `start`."""
+        key = keys.offset(consumer, topic, partition)
+
+        async def once() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if int(await pipe.get(key) or -1) != start:
+                    await pipe.unwatch()
+                    return
+                pipe.multi()
+                pipe.set(key, to)
+                await pipe.execute()
+
+        attempt = _Backoff()
+        while True:
+            try:
+                return await once()
+            except WatchError:
+                continue
+            except _TRANSIENT as exc:
+                await attempt.wait(f"redis unavailable ({exc}); retrying an offset move")
 
     async def _read(self, pipe, read: Read, known: set[keys.Marker]) -> Got:
         # Markers are answered from what earlier attempts found (optimistic, see `Read.seen`): the apply script
@@ -498,7 +552,11 @@ class MemoryStore:
         pass
 
     async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
-        start = {(r.topic, r.partition): self.offsets.get(keys.offset(consumer, r.topic, r.partition), -1) for r in records}
+        stored = {(r.topic, r.partition): self.offsets.get(keys.offset(consumer, r.topic, r.partition)) for r in records}
+        start = {tp: n for tp, n in stored.items() if n is not None}
+        behind = _behind(records, start)
+        if behind:
+            raise Behind(behind)
         fresh = _fresh(records, start)
         if not fresh:
             return 0
@@ -513,6 +571,11 @@ class MemoryStore:
         for (topic, partition), n in _next_offsets(fresh).items():
             self.offsets[keys.offset(consumer, topic, partition)] = n
         return len(fresh)
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None:
+        key = keys.offset(consumer, topic, partition)
+        if self.offsets.get(key) == start:
+            self.offsets[key] = to
 
     def _read(self, read: Read) -> Got:
         values = {k: self.values.get(k) for k in read.keys}
