@@ -57,10 +57,12 @@ def ensure_topics(kafka: KafkaConfig, topics: Sequence[str], partitions: int) ->
                 raise
 
 
-def read_range(kafka: KafkaConfig, topic: str, partition: int, start: int, end: int, timeout: float = 30.0) -> list[Consumed]:
-    """The records of one partition at offsets [start, end) that Kafka still holds, read without joining a group
-    (nothing is committed). From the oldest retained record when `start` is gone. Transport failures raise OSError
-    (retried by the worker)."""
+def read_range(
+    kafka: KafkaConfig, topic: str, partition: int, start: int, end: int, limit: int = 1000, timeout: float = 30.0,
+) -> list[Consumed]:
+    """The records of one partition at offsets [start, end) that Kafka still holds, at most `limit` of them, read
+    without joining a group (nothing is committed). From the oldest retained record when `start` is gone. Transport
+    failures raise OSError (retried by the worker)."""
     consumer = Consumer(client_config(
         kafka, **{"group.id": "aiyield-reread", "enable.auto.commit": False, "enable.partition.eof": True,
                   "auto.offset.reset": "earliest"},
@@ -76,7 +78,7 @@ def read_range(kafka: KafkaConfig, topic: str, partition: int, start: int, end: 
                     return found
                 if error is not None:
                     raise ConnectionError(f"reading {topic}:{partition}: {error}")
-                if message.offset() >= end:
+                if message.offset() >= end or len(found) == limit:
                     return found
                 found.append(Consumed(topic, partition, message.offset(), message.key(), message.value(),
                                       message.timestamp()[1] / 1000.0))

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 #: publish(topic, values, keys) -> awaitable completing once Kafka acknowledged every message.
 Publish = Callable[[str, Sequence[bytes], Sequence[bytes | None] | None], Awaitable[None]]
-#: reread(topic, partition, start, end) -> the records Kafka still holds at offsets [start, end), in order.
+#: reread(topic, partition, start, end) -> the first records Kafka still holds at offsets [start, end), in order:
+#: all of them, or a bounded chunk.
 Reread = Callable[[str, int, int, int], Awaitable[list[Consumed]]]
 
 INGEST, JOIN, DEAD_LETTERS = "ingest", "join", "dlq"
@@ -80,30 +81,31 @@ class Processor:
     async def _in_order(
         self, consumer: str, records: Sequence[Consumed], handle: Callable[[Sequence[Consumed]], Awaitable[int]]
     ) -> int:
-        """Apply the batch; when the store is behind it, first read the missing records again and apply them with it.
+        """Apply the batch; while the store is behind it, first read the missing records again and apply them.
 
-        Offsets Kafka no longer holds (retention), or that hold no record (transaction markers), are stepped over
-        with `Store.advance`, logged. A store still behind after that is left to the caller (the worker exits).
+        `reread` returns a bounded chunk, so a store far behind (a Redis that lost everything) catches up chunk by
+        chunk. Offsets Kafka no longer holds (retention), or that hold no record (transaction markers), are stepped
+        over with `Store.advance`, logged. Each round moves the stored offset forward, so this ends.
         """
-        try:
-            return await self._guarded(consumer, records, handle)
-        except Behind as behind:
-            missing = behind.missing
-        earlier: list[Consumed] = []
-        for (topic, partition), (start, end) in sorted(missing.items()):
-            log.warning("%s: the store is behind %s:%d (next offset %d, batch starts at %d; a Redis failover?); "
-                        "re-reading the records between from Kafka", consumer, topic, partition, start, end)
-            found = await retry_transient(
-                f"re-reading {topic}:{partition} from {start}",
-                lambda: self.reread(topic, partition, start, end), self.transient,  # noqa: B023 - awaited at once
-            )
-            earlier += found
-            first = found[0].offset if found else end
-            if first > start:
-                log.error("%s: offsets %d to %d of %s:%d are not in Kafka any more; stepping over them",
-                          consumer, start, first - 1, topic, partition)
-                await self.store.advance(consumer, topic, partition, start, first)
-        return await self._guarded(consumer, [*earlier, *records], handle)
+        while True:
+            try:
+                return await self._guarded(consumer, records, handle)
+            except Behind as behind:
+                missing = behind.missing
+            for (topic, partition), (start, end) in sorted(missing.items()):
+                log.warning("%s: the store is behind %s:%d (next offset %d, batch starts at %d: a Redis failover, or "
+                            "a store that lost its data); re-reading from Kafka", consumer, topic, partition, start, end)
+                found = await retry_transient(
+                    f"re-reading {topic}:{partition} from {start}",
+                    lambda: self.reread(topic, partition, start, end), self.transient,  # noqa: B023 - awaited at once
+                )
+                first = found[0].offset if found else end
+                if first > start:
+                    log.warning("%s: offsets %d to %d of %s:%d are not in Kafka (deleted by retention, or no records); "
+                                "stepping over them", consumer, start, first - 1, topic, partition)
+                    await self.store.advance(consumer, topic, partition, start, first)
+                if found:
+                    await self._guarded(consumer, found, handle)
 
     async def _ingest(self, records: Sequence[Consumed]) -> int:
         now = time.time()

@@ -110,7 +110,8 @@ class Behind(Exception):
 
     Kafka's committed offsets never lead the store's on one Redis, but a failover to an asynchronous replica can
     lose the master's last batches after Kafka was told they were done; a worker then receives records past what
-    the new master holds. `missing`: (topic, partition) -> (the store's next offset, the batch's first offset).
+    the new master holds (or none at all of a partition). `missing`: (topic, partition) -> (the store's next
+    offset, 0 when it has none; the batch's first offset).
     """
 
     def __init__(self, missing: dict[tuple[str, int], tuple[int, int]]) -> None:
@@ -131,13 +132,13 @@ def _fresh(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> li
 
 
 def _behind(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]:
-    """Partitions whose first record in the batch lies past the stored next offset (partitions never stored are
-    not judged: their first batch starts wherever Kafka's retention lets it)."""
+    """Partitions whose first record in the batch lies past the stored next offset; a partition never stored starts
+    at 0 (when retention deleted its oldest records, the first batch steps over them once: `Store.advance`)."""
     first: dict[tuple[str, int], int] = {}
     for r in records:
         tp = (r.topic, r.partition)
         first[tp] = min(r.offset, first.get(tp, r.offset))
-    return {tp: (start[tp], n) for tp, n in first.items() if tp in start and n > start[tp]}
+    return {tp: (start.get(tp, 0), n) for tp, n in first.items() if n > start.get(tp, 0)}
 
 
 def _next_offsets(fresh: Sequence[Consumed]) -> dict[tuple[str, int], int]:
@@ -481,7 +482,7 @@ class RedisStore:
         async def once() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(key)
-                if int(await pipe.get(key) or -1) != start:
+                if int(await pipe.get(key) or 0) != start:
                     await pipe.unwatch()
                     return
                 pipe.multi()
@@ -574,7 +575,7 @@ class MemoryStore:
 
     async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None:
         key = keys.offset(consumer, topic, partition)
-        if self.offsets.get(key) == start:
+        if self.offsets.get(key, 0) == start:
             self.offsets[key] = to
 
     def _read(self, read: Read) -> Got:
