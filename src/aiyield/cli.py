@@ -386,10 +386,13 @@ def up(
     metrics_port: Optional[int] = typer.Option(None, help="Exporter port (default 9464)."),
     prices: Optional[Path] = typer.Option(None, help="TOML price file overriding the built-in table."),
     workers: int = typer.Option(1, help="Worker processes."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Directory of the embedded broker's and Redis's data (default: the state directory, "
+        "~/.local/state/aiyield): a restart on it loses and double-counts nothing."),
 ) -> None:
     """The whole pipeline in one process tree: worker, exporter, gateway (+ embedded Kafka and Redis)."""
     from aiyield.kafka import Publisher
-    from aiyield.local import ServiceExited, local_pipeline
+    from aiyield.local import DataDirInUse, ServiceExited, data_dir, local_pipeline
 
     settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, prices=str(prices) if prices else None)
     if settings.prices:
@@ -403,7 +406,9 @@ def up(
     _terminate_on_sigterm()
     with ExitStack() as stack:
         try:
-            running = stack.enter_context(local_pipeline(settings, workers, announce=console.print))
+            embedded = not (settings.kafka and settings.redis)
+            data = data or data_dir()
+            running = stack.enter_context(local_pipeline(settings, workers, announce=console.print, data=data))
             settings = running.settings
             table = Table(title="aiyield is up", show_header=False)
             table.add_row("metrics", running.metrics_url)
@@ -411,6 +416,8 @@ def up(
             table.add_row("kafka", settings.kafka)
             table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))
+            if embedded:
+                table.add_row("data", str(data))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
@@ -422,6 +429,9 @@ def up(
                 running.wait(duration)
         except ServiceExited as exc:
             console.print(f"[red]{exc}:[/]\n{exc.child.tail()}")
+            raise typer.Exit(1) from None
+        except DataDirInUse as exc:
+            console.print(f"[red]{exc}[/]: stop it first, or give this one another --data")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             pass
