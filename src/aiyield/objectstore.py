@@ -17,6 +17,7 @@ Not a general S3 server: no multipart uploads, versioning, ACLs or anything else
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import os
 import tempfile
@@ -30,31 +31,56 @@ MAX_KEYS = 1000
 
 
 class Objects:
-    """Objects as files under `root`: the key `a/b/c` of bucket `k` is the file `root/k/a/b/c`."""
+    """Objects as files under `root`: the key `a/b/c` of bucket `k` is the file `root/k/a/b/c`.
+
+    Each bucket's keys are also kept sorted in memory (read from disk once), with each object's size and ETag:
+    the broker lists a partition's records on every fetch, and a listing must not walk the disk each time.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.etags: dict[Path, str] = {}
+        self.buckets: dict[str, list[str]] = {}
+        self.meta: dict[tuple[str, str], tuple[int, str | None]] = {}  # (bucket, key) -> (size, ETag or None: not read yet)
 
     def path(self, bucket: str, key: str) -> Path:
-        path = (self.root / bucket / key).resolve()
-        if self.root.resolve() not in path.parents:
-            raise web.HTTPBadRequest(text="key outside the store")
-        return path
+        if "/" in bucket or key.startswith("/") or ".." in key.split("/") or key.rpartition("/")[2].startswith(".put-"):
+            raise web.HTTPBadRequest(text="bad key")
+        return self.root / bucket / key
 
-    def etag(self, path: Path) -> str | None:
-        if path not in self.etags:
-            try:
-                self.etags[path] = _etag(path.read_bytes())
-            except (FileNotFoundError, IsADirectoryError):
-                return None
-        return self.etags[path]
+    def keys(self, bucket: str) -> list[str]:
+        """Every key of the bucket, sorted (S3 lists in key order)."""
+        if bucket not in self.buckets:
+            base = self.root / bucket
+            found = []
+            for directory, _dirs, files in os.walk(base):
+                for name in files:
+                    if not name.startswith(".put-"):
+                        key = os.path.relpath(os.path.join(directory, name), base)
+                        found.append(key)
+                        self.meta[(bucket, key)] = (os.path.getsize(os.path.join(directory, name)), None)
+            self.buckets[bucket] = sorted(found)
+        return self.buckets[bucket]
 
-    def put(self, path: Path, body: bytes, if_none_match: str | None, if_match: str | None) -> str:
-        current = self.etag(path)
-        if (if_none_match == "*" and current is not None) or (if_match is not None and if_match != current):
+    def stat(self, bucket: str, key: str) -> tuple[int, str] | None:
+        """(size, ETag) of an object, None when there is none."""
+        self.keys(bucket)
+        found = self.meta.get((bucket, key))
+        if found is None:
+            return None
+        size, etag = found
+        if etag is None:
+            etag = _etag(self.path(bucket, key).read_bytes())
+            self.meta[(bucket, key)] = (size, etag)
+        return size, etag
+
+    def put(self, bucket: str, key: str, body: bytes, if_none_match: str | None, if_match: str | None) -> str:
+        current = self.stat(bucket, key)
+        if (if_none_match == "*" and current is not None) or (
+            if_match is not None and (current is None or if_match != current[1])
+        ):
             raise web.HTTPPreconditionFailed(text=_error("PreconditionFailed", "precondition failed"),
                                              content_type="application/xml")
+        path = self.path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".put-")
         try:
@@ -67,25 +93,19 @@ class Objects:
             Path(temporary).unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
-        self.etags[path] = _etag(body)
-        return self.etags[path]
+        if current is None:
+            bisect.insort(self.buckets[bucket], key)
+        etag = _etag(body)
+        self.meta[(bucket, key)] = (len(body), etag)
+        return etag
 
-    def delete(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.etags.pop(path, None)
-
-    def keys(self, bucket: str, prefix: str) -> list[str]:
-        """Every key of the bucket starting with `prefix`, sorted (S3 lists in key order)."""
-        base = self.root / bucket
-        start = base / prefix.rpartition("/")[0]  # walk only the prefix's directory
-        found = []
-        for directory, _dirs, files in os.walk(start):
-            for name in files:
-                if not name.startswith(".put-"):
-                    key = os.path.relpath(os.path.join(directory, name), base)
-                    if key.startswith(prefix):
-                        found.append(key)
-        return sorted(found)
+    def delete(self, bucket: str, key: str) -> None:
+        if self.stat(bucket, key) is None:
+            return
+        self.path(bucket, key).unlink(missing_ok=True)
+        keys = self.buckets[bucket]
+        del keys[bisect.bisect_left(keys, key)]
+        del self.meta[(bucket, key)]
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -120,10 +140,13 @@ def _listing(objects: Objects, bucket: str, query) -> web.Response:
     after = query.get("continuation-token") or query.get("start-after") or ""
     limit = min(int(query.get("max-keys", MAX_KEYS)), MAX_KEYS)
     delimiter = query.get("delimiter", "")
+    keys = objects.keys(bucket)
     contents, prefixes, last, truncated = [], [], "", False
-    for key in objects.keys(bucket, prefix):
-        if key <= after:
-            continue
+    # Keys with the prefix are contiguous in sorted order: from the first at or after it (and after `after`).
+    for i in range(max(bisect.bisect_left(keys, prefix), bisect.bisect_right(keys, after)), len(keys)):
+        key = keys[i]
+        if not key.startswith(prefix):
+            break
         if len(contents) + len(prefixes) == limit:
             truncated = True
             break
@@ -134,10 +157,9 @@ def _listing(objects: Objects, bucket: str, query) -> web.Response:
                 prefixes.append(common)
             last = key
             continue
-        path = objects.path(bucket, key)
+        size, etag = objects.stat(bucket, key)  # type: ignore[misc] - listed keys exist
         contents.append(f"<Contents><Key>{escape(key)}</Key><LastModified>2000-01-01T00:00:00.000Z</LastModified>"
-                        f"<ETag>{escape(objects.etag(path) or '')}</ETag><Size>{path.stat().st_size}</Size>"
-                        "<StorageClass>STANDARD</StorageClass></Contents>")
+                        f"<ETag>{escape(etag)}</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
         last = key
     token = f"<NextContinuationToken>{escape(last)}</NextContinuationToken>" if truncated else ""
     common = "".join(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>" for p in prefixes)
@@ -159,22 +181,22 @@ def create_app(root: Path) -> web.Application:
             if request.method == "GET":
                 return _listing(objects, bucket, request.query)
             return web.Response(status=200)  # bucket create / head: the directory appears with its first object
-        path = objects.path(bucket, key)
         if request.method == "PUT":
-            etag = objects.put(path, await request.read(), request.headers.get("If-None-Match"),
+            etag = objects.put(bucket, key, await request.read(), request.headers.get("If-None-Match"),
                                request.headers.get("If-Match"))
             return web.Response(status=200, headers={"ETag": etag})
         if request.method == "DELETE":
-            objects.delete(path)
+            objects.delete(bucket, key)
             return web.Response(status=204)
-        etag = objects.etag(path)
-        if etag is None:
+        found = objects.stat(bucket, key)
+        if found is None:
             return web.Response(status=404, text=_error("NoSuchKey", "no such key"), content_type="application/xml")
+        size, etag = found
         headers = {"ETag": etag, "Last-Modified": "Sat, 01 Jan 2000 00:00:00 GMT"}
         if request.method == "HEAD":
-            return web.Response(status=200, headers={**headers, "Content-Length": str(path.stat().st_size)})
+            return web.Response(status=200, headers={**headers, "Content-Length": str(size)})
         if request.method == "GET":
-            body = path.read_bytes()
+            body = objects.path(bucket, key).read_bytes()
             wanted = _range(request.headers.get("Range"), len(body))
             if wanted is None:
                 return web.Response(body=body, headers=headers)
