@@ -406,8 +406,8 @@ def up(
     _terminate_on_sigterm()
     with ExitStack() as stack:
         try:
-            embedded = not (settings.kafka and settings.redis)
-            data = data or data_dir()
+            # Only the embedded services have data to keep.
+            data = (data or data_dir()) if not (settings.kafka and settings.redis) else None
             running = stack.enter_context(local_pipeline(settings, workers, announce=console.print, data=data))
             settings = running.settings
             table = Table(title="aiyield is up", show_header=False)
@@ -416,7 +416,7 @@ def up(
             table.add_row("kafka", settings.kafka)
             table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))
-            if embedded:
+            if data is not None:
                 table.add_row("data", str(data))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)

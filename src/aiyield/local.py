@@ -1,6 +1,6 @@
 """The local pipeline behind `aiyield up` (docs/INTERFACE.md §5): everything in one process tree on one machine.
 
-`local_pipeline` starts, in this order: a temporary directory for logs, the embedded broker and Redis-compatible
+`local_pipeline` starts, in this order: a directory for logs (DIR/logs with a data directory, else a temporary one), the embedded broker and Redis-compatible
 server (each only when `AIYIELD_KAFKA` / `AIYIELD_REDIS` is not set), the topics, the state file, then the worker(s),
 the exporter and the gateway as child processes of this one, and waits until the exporter and the gateway answer over
 HTTP. Leaving the context stops everything in reverse order and removes the state file, also on Ctrl-C.
@@ -179,15 +179,19 @@ def local_pipeline(
     """Start the whole pipeline; yield it once the exporter and gateway answer; stop it all on exit.
 
     `announce` is told about slow steps before they start (the embedded services take a few seconds). `data`: where
-    the embedded services keep their data (None: in memory, gone when they stop).
+    the embedded services keep their data, and the logs (None: in memory, gone when they stop; logs in a temporary
+    directory).
     """
     from aiyield.kafka import ensure_topics
 
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
+        if data is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
+        else:  # beside the data: kept for a look after a crash, replaced by the next run's
+            stack.callback(os.close, lock_data(data))
+            workdir = data / "logs"
+            workdir.mkdir(exist_ok=True)
         if not (settings.kafka and settings.redis):
-            if data is not None:
-                stack.callback(os.close, lock_data(data))
             announce("starting embedded Kafka-compatible broker and Redis-compatible server"
                      + (f" (data in {data})…" if data is not None else "…"))
         services = stack.enter_context(
