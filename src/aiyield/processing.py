@@ -5,8 +5,9 @@ applies the batch's pure plan (`aiyield.batch`) with `Store.transact` (writes + 
 topology in `worker.py` only feeds batches in.
 
 A store that is behind the stream (a Redis failover lost the last batches of an asynchronous replica after Kafka had
-been told they were done: `store.Behind`) is brought level first (`_in_order`): the missing records are read again
-from Kafka and applied with the batch, so the worker resumes from the offsets the store holds without a restart.
+been told they were done, or Redis lost its data: `store.Behind`) is brought level first (`_in_order`): the missing
+records are read again from Kafka and applied before the batch, so the worker resumes from the offsets the store
+holds, without a restart.
 
 Error policy, in one place (`_guarded`): a record the handler cannot process — whatever the reason, a bug included —
 never stops its partition. The batch is retried record by record; each record that still fails is dead-lettered
