@@ -441,7 +441,7 @@ def up(
 @app.command()
 def bench(
     events: int = typer.Option(300_000, help="Token events drained by the floor, the worker and the 2 workers."),
-    phases: str = typer.Option("floor,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
+    phases: str = typer.Option("floor,minimal,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
     batch_messages: int = typer.Option(100, help="Kafka messages per batch (each carries 100 events)."),
     scrape_series: int = typer.Option(10_000, help="About how many series the scrape phase serves."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
