@@ -720,12 +720,16 @@ def _reindex(view: _View, work: _Work, policy: Policy) -> Generator[Need, Loaded
     yield from view.need(commits={(repo, sha) for pref in abbreviated for repo in [pref[0]] for sha in view.loaded.prefixes.get(pref, ())})
     redo = set(work.refacts | work.forced) & candidates
     # New facts naming abbreviations are registered under them, to be resolved again when a matching SHA is pushed.
-    register = {(ref[0], sha): ref[1] for ref in work.refacts & candidates for sha in _names(view.loaded.deployments[ref]) if not is_full(sha)}  # type: ignore[arg-type]
+    register: dict[PrefixRef, set[str]] = {}
+    for ref in work.refacts & candidates:
+        for sha in _names(view.loaded.deployments[ref]):  # type: ignore[arg-type]
+            if not is_full(sha):
+                register.setdefault((ref[0], sha), set()).add(ref[1])
     yield from view.need(abbreviations=set(register))
-    for pref, deploy_id in register.items():
+    for pref, deploy_ids in register.items():
         known = view.changes.abbreviations.get(pref) or view.loaded.abbreviations.get(pref) or []
-        if deploy_id not in known:
-            view.changes.abbreviations[pref] = sorted({*known, deploy_id})
+        if not deploy_ids <= set(known):
+            view.changes.abbreviations[pref] = sorted({*known, *deploy_ids})
     for ref in candidates:
         state = view.loaded.deployments[ref]
         assert state is not None
