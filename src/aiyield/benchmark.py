@@ -243,20 +243,26 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 
 
 def _floor(bench: Bench) -> None:
-    total = _preload(bench, "floor.", "f")
-    url = bench.redis_url()
-    client = redisconn.client(url)
-    bench.progress(f"floor: {total:,} events preloaded; framework-free consumer draining")
-    argv = [sys.executable, "-c", "import sys; from aiyield.benchmark import floor_consumer; floor_consumer(*sys.argv[1:])",
-            bench.kafka, url, "floor."]
-    proc = _spawn(argv, bench.env("floor.", url), bench.workdir / "floor.log")
-    try:
-        drain = _drain(client, [proc], total, bench.progress, "floor")
-    finally:
-        _stop([proc])
+    drain = _consumer_phase(bench, "floor", "f", "floor_consumer", "framework-free consumer")
     bench.results["floor_events_per_s"] = round(drain.events_per_s)
     bench.results["floor_peak_rss_mb"] = round(drain.peak_rss_mb)
-    bench.progress(f"floor: {drain.events_per_s:,.0f} events/s")
+
+
+def _consumer_phase(bench: Bench, name: str, tag: str, entry: str, what: str):
+    """Preload a phase's events, drain them with one of this module's consumers in a process of its own."""
+    total = _preload(bench, f"{name}.", tag)
+    url = bench.redis_url()
+    client = redisconn.client(url)
+    bench.progress(f"{name}: {total:,} events preloaded; the {what} draining")
+    argv = [sys.executable, "-c", f"import sys; from aiyield.benchmark import {entry}; {entry}(*sys.argv[1:])",
+            bench.kafka, url, f"{name}."]
+    proc = _spawn(argv, bench.env(f"{name}.", url), bench.workdir / f"{name}.log")
+    try:
+        drain = _drain(client, [proc], total, bench.progress, name)
+    finally:
+        _stop([proc])
+    bench.progress(f"{name}: {drain.events_per_s:,.0f} events/s")
+    return drain
 
 
 # --- minimal: the second floor ---------------------------------------------------------------------------------------
@@ -310,19 +316,8 @@ def minimal_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 
 
 def _minimal(bench: Bench) -> None:
-    total = _preload(bench, "minimal.", "m")
-    url = bench.redis_url()
-    client = redisconn.client(url)
-    bench.progress(f"minimal: {total:,} events preloaded; the minimal consumer draining")
-    argv = [sys.executable, "-c", "import sys; from aiyield.benchmark import minimal_consumer; minimal_consumer(*sys.argv[1:])",
-            bench.kafka, url, "minimal."]
-    proc = _spawn(argv, bench.env("minimal.", url), bench.workdir / "minimal.log")
-    try:
-        drain = _drain(client, [proc], total, bench.progress, "minimal")
-    finally:
-        _stop([proc])
+    drain = _consumer_phase(bench, "minimal", "m", "minimal_consumer", "minimal consumer")
     bench.results["minimal_events_per_s"] = round(drain.events_per_s)
-    bench.progress(f"minimal: {drain.events_per_s:,.0f} events/s")
 
 
 # --- worker, memory, freshness ---------------------------------------------------------------------------------------
