@@ -83,7 +83,7 @@ def test_sdk_grpc_exporter_counts_exactly_as_the_http_path(pipeline, gateway):
 
     series = dict(tool="claude-code", model="claude-sonnet-4-5", window="1h")
     pipeline.wait_value("aiyield_spend_usd", 0.375, team="over-grpc", **series)
-    pipeline.wait_value("aiyield_tool_lines", 5, team="over-grpc", tool="claude-code", type="added", window="1h")
+    pipeline.wait_value("aiyield_tool_lines", 5, team="over-grpc", tool="claude-code", change="added", window="1h")
     metrics = pipeline.metrics()
 
     def team_view(team: str) -> dict:
