@@ -1,5 +1,5 @@
 """Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild |
-reconcile | hook`."""
+reconcile | pull | prices | hook`."""
 
 from __future__ import annotations
 
@@ -379,6 +379,59 @@ def _print_reconciled(outcomes) -> None:
     for o in outcomes:
         if o.error:
             console.print(f"[red]not stored:[/] {o.error}")
+
+
+@app.command()
+def prices(
+    file: Optional[Path] = typer.Option(None, "--prices", help="TOML price file (default: AIYIELD_PRICES)."),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """The price table in use (USD per million tokens), each entry with its source and effective date."""
+    from aiyield.core.pricing import PriceFileError, PriceTable
+
+    settings = _settings(prices=str(file) if file else None)
+    try:
+        table = PriceTable.load(settings.prices)
+    except PriceFileError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    rows = []
+    for name, p in table.entries():
+        lc = p.long_context
+        rows.append({
+            "model": name, "input": p.input, "output": p.output, "cache_read": p.cache_read,
+            "cache_write": p.cache_write, "cache_write_1h": p.write_1h,
+            "long_context_threshold": lc.threshold if lc else None,
+            "long_context": None if lc is None else {
+                "input": lc.input, "output": lc.output, "cache_read": lc.cache_read, "cache_write": lc.cache_write,
+                "cache_write_1h": lc.write_1h},
+            "source": p.source, "effective": p.effective,
+        })
+    if format is Format.json:
+        out.print_json(json.dumps({"unit": "USD per million tokens", "models": rows}))
+        return
+    if format is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[k for k in rows[0] if k != "long_context"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        out.print(buffer.getvalue(), end="", markup=False, highlight=False)
+        return
+    grid = Table(title=f"aiyield prices: USD per million tokens ({settings.prices or 'built-in table'})")
+    for column in ("model", "input", "output", "cache read", "cache write 5m", "cache write 1h", "long context",
+                   "source", "effective"):
+        grid.add_column(column, justify="right" if column not in ("model", "source", "long context") else "left")
+    for row in rows:
+        lc = row["long_context"]
+        grid.add_row(
+            row["model"], *(f"{row[k]:g}" for k in ("input", "output", "cache_read", "cache_write", "cache_write_1h")),
+            "—" if lc is None else (f"> {row['long_context_threshold']:,}: {lc['input']:g} / {lc['output']:g} / "
+                                    f"{lc['cache_read']:g} / {lc['cache_write']:g} / {lc['cache_write_1h']:g}"),
+            row["source"], row["effective"],
+        )
+    grid.caption = "long context: an event whose input + cache read + cache write tokens exceed the threshold is " \
+                   "priced at input / output / cache read / cache write 5m / cache write 1h"
+    out.print(grid)
 
 
 @app.command()

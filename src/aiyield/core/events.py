@@ -104,10 +104,20 @@ class TokenEvent(BaseEvent, tag="token"):
     output_tokens: Count
     cache_read_tokens: Count = 0
     cache_write_tokens: Count = 0
+    #: The part of `cache_write_tokens` written with a 1-hour TTL (priced at `cache_write_1h`).
+    cache_write_1h_tokens: Count = 0
     cost_usd: Cost | None = None
     developer: Name | None = None
     task_id: Name | None = None
     repo: Name | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) must not exceed cache_write_tokens "
+                f"({self.cache_write_tokens}): it is the 1-hour part of them"
+            )
 
 
 class TaskEvent(BaseEvent, tag="task"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Counter_
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -50,10 +51,32 @@ class GatewayMetrics:
             "aiyield_gateway_rejected_items", "Items rejected (and dead-lettered), by source.", ["source"],
             registry=self.registry,
         )
+        self.unknown_types = Counter(
+            "aiyield_unknown_token_types",
+            "Token counts the gateway did not price because their token type is not mapped (e.g. a new "
+            "gen_ai.token.type), by source and type; the first UNKNOWN_TYPE_LABELS types by name, then `other`.",
+            ["source", "type"],
+            registry=self.registry,
+        )
+        self._type_labels: set[str] = set()
         self.disconnects = Counter(
             "aiyield_gateway_client_disconnects", "Requests whose client went away before the answer.", ["route"],
             registry=self.registry,
         )
+
+
+    def count_unknown_types(self, source: str, types: Counter_[str]) -> None:
+        """Count unmapped token types under a bounded label: the type names come from senders."""
+        for name, n in types.items():
+            label = name[:64]
+            if label not in self._type_labels and len(self._type_labels) >= UNKNOWN_TYPE_LABELS:
+                label = "other"
+            self._type_labels.add(label)
+            self.unknown_types.labels(source, label).inc(n)
+
+
+#: Distinct `type` label values of `aiyield_unknown_token_types_total` a gateway process keeps before `other`.
+UNKNOWN_TYPE_LABELS = 32
 
 
 class _ReadinessChecks:
@@ -152,6 +175,8 @@ async def receive(request: web.Request, source: Source) -> web.StreamResponse:
         return web.json_response(adapted.reply)
     if ignored := sum(adapted.ignored.values()):
         services.metrics.ignored.labels(source.name).inc(ignored)
+    if adapted.unknown_types:
+        services.metrics.count_unknown_types(source.name, adapted.unknown_types)
     result = await services.gateway.ingest(adapted.items, source.name, principal)
     if result.rejected_count:
         services.metrics.rejected.labels(source.name).inc(result.rejected_count)
