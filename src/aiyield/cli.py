@@ -381,6 +381,79 @@ def _print_reconciled(outcomes) -> None:
             console.print(f"[red]not stored:[/] {o.error}")
 
 
+class Vendor(str, Enum):
+    copilot = "copilot"
+    cursor = "cursor"
+    claude_code = "claude-code"
+
+
+@app.command()
+def pull(
+    vendor: Vendor = typer.Argument(..., help="copilot, cursor or claude-code."),
+    days: int = typer.Option(7, min=1, max=90, help="How far back a first pull reaches (UTC days); later pulls "
+                             "continue from where the last one stopped."),
+    every: Optional[float] = typer.Option(
+        None, min=60, help="Pull again every SECONDS until stopped (compose); default: pull once (CronJob)."),
+) -> None:
+    """Pull a seat-based tool's admin API into events: spend, tool-reported figures, (Cursor) AI commits.
+
+    Idempotent: a pull repeated over the same days counts nothing twice. Exit 1 when the vendor refused the
+    credential or an answer could not be used, 2 when the credential is not set. docs/CONNECTORS.md.
+    """
+    import redis
+
+    from aiyield.kafka import Publisher, ensure_topics
+    from aiyield.pulling import PullError, Unauthorized, connector as connector_of, run
+
+    connector = connector_of(vendor.value)
+    settings = _settings()
+    if (missing := connector.missing(settings)) is not None:
+        console.print(f"[red]{vendor.value}: {missing} is not set[/]")
+        raise typer.Exit(2)
+    settings = _require(settings)
+    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
+    _terminate_on_sigterm()
+    try:
+        while True:
+            failed = True
+            try:
+                outcome = run(connector, settings, client, publisher, time.time(), days)
+            except Unauthorized as exc:
+                console.print(f"{vendor.value}: the vendor refused {connector.credential(settings)} "
+                              f"({str(exc).split(' from ')[0].split(': ', 1)[-1]}); check the token and its scopes",
+                              markup=False, highlight=False)
+            except PullError as exc:
+                console.print(f"{vendor.value}: {exc}", markup=False, highlight=False)
+            except redis.RedisError as exc:
+                console.print(f"[red]cannot read or store the cursor in Redis ({redact_url(settings.redis)}):[/] {exc}")
+            else:
+                failed = False
+                _print_pulled(outcome)
+            if every is None:
+                if failed:
+                    raise typer.Exit(1)
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+
+
+def _print_pulled(outcome) -> None:
+    table = Table(title=f"aiyield pull {outcome.vendor}")
+    table.add_column("accepted", justify="right")
+    table.add_column("rejected", justify="right")
+    for note in outcome.notes:
+        table.add_column(note, justify="right")
+    table.add_row(str(outcome.accepted), str(len(outcome.rejected)), *(str(n) for n in outcome.notes.values()))
+    out.print(table)
+    for r in outcome.rejected[:20]:
+        out.print(f"dead-lettered: {r.error.reason}", markup=False, highlight=False)
+
+
 @app.command()
 def prices(
     file: Optional[Path] = typer.Option(None, "--prices", help="TOML price file (default: AIYIELD_PRICES)."),

@@ -144,11 +144,20 @@ def metric_families(
 
 #: Context metrics (Measure.CONTEXT): family name, help, the `metric` values it shows and the label they take.
 CONTEXT_FAMILIES = (
-    ("aiyield_tool_lines", "Lines of code the tool reports it wrote, over the window (Claude Code).",
-     {"lines_added": "added", "lines_removed": "removed"}),
+    ("aiyield_tool_lines", "Lines of code the tool reports, over the window: added and removed (Claude Code), "
+     "suggested and accepted (Copilot, Cursor).",
+     {"lines_added": "added", "lines_removed": "removed", "lines_suggested": "suggested", "lines_accepted": "accepted"}),
     ("aiyield_tool_commits", "Commits the tool reports it made, over the window (Claude Code).", {"commits": None}),
     ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened, over the window (Claude Code).",
      {"pull_requests": None}),
+    ("aiyield_tool_suggestions", "Code suggestions (completions) the tool showed and those accepted, over the window.",
+     {"suggestions": "shown", "acceptances": "accepted"}),
+    ("aiyield_tool_requests", "Chat, agent and edit requests the tool reports, over the window.", {"requests": None}),
+    ("aiyield_tool_sessions", "Sessions the tool reports, over the window.", {"sessions": None}),
+    ("aiyield_tool_edit_decisions", "Edits the tool proposed that developers accepted or rejected, over the window.",
+     {"tool_accepted": "accepted", "tool_rejected": "rejected"}),
+    ("aiyield_tool_active_user_days", "Daily active (and engaged) users the tool reports, summed over the window's "
+     "days: user-days, not distinct users.", {"active_users": "active", "engaged_users": "engaged"}),
 )
 
 

@@ -176,16 +176,24 @@ class DeploymentEvent(BaseEvent, tag="deployment"):
 
 
 class ContextEvent(BaseEvent, tag="context"):
-    """What a tool produced beside what it cost (Claude Code's lines, commits and pull requests), per team and tool.
+    """What a tool reports it produced beside what it cost (lines, commits, pull requests, completions accepted,
+    active users), per team and tool.
 
-    Context, not output: it earns no normalized deployment. Made by the gateway from OTLP metrics (§4).
+    Context, not output: it earns no normalized deployment. Made by the gateway from OTLP metrics (§4) and by the
+    pull connectors from vendors' admin APIs (§5).
     """
 
     _names = ("team", "tool")
     _raw = ("id", "developer")
     team: Name
     tool: Name
-    metric: Literal["lines_added", "lines_removed", "commits", "pull_requests"]
+    metric: Literal[
+        "lines_added", "lines_removed", "commits", "pull_requests",
+        # v3, from the pull connectors (docs/CONNECTORS.md): completions, lines offered and kept, requests, sessions,
+        # edit-tool decisions, and daily active or engaged users (one per user and day: user-days over a window).
+        "suggestions", "acceptances", "lines_suggested", "lines_accepted", "requests", "sessions",
+        "tool_accepted", "tool_rejected", "active_users", "engaged_users",
+    ]
     value: Count
     developer: Name | None = None
 

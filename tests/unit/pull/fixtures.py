@@ -1,0 +1,55 @@
+"""Vendor records built from the published schemas (see aiyield/pull_*.py docstrings), each with a field no schema
+has (`addedLater`), and the organisation file the tests map them with."""
+
+from __future__ import annotations
+
+from aiyield.core.org import Org
+
+DAY = 86400
+ORG = Org.parse("""
+[teams.payments]
+repos = ["shop/pay*"]
+members = ["ana@example.com", "bo@example.com", "octo-ana"]
+
+[teams.growth]
+repos = ["growth/*"]
+members = ["cy@example.com"]
+
+[seats]
+cursor = 40.0
+copilot = 19.0
+""")
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def cursor_daily(day: int, email: str, **fields) -> dict:
+    row = {"date": day * 1000, "email": email, "isActive": True, "totalLinesAdded": 500, "totalLinesDeleted": 20,
+           "acceptedLinesAdded": 0, "acceptedLinesDeleted": 0, "totalApplies": 0, "totalAccepts": 0,
+           "totalRejects": 0, "totalTabsShown": 0, "totalTabsAccepted": 0, "composerRequests": 0,
+           "chatRequests": 0, "agentRequests": 0, "cmdkUsages": 0, "subscriptionIncludedReqs": 0, "apiKeyReqs": 0,
+           "usageBasedReqs": 0, "bugbotUsages": 0, "mostUsedModel": "claude-4.5-sonnet",
+           "applyMostUsedExtension": ".py", "tabMostUsedExtension": ".py", "clientVersion": "1.7.0",
+           "addedLater": {"x": 1}}
+    row.update(fields)
+    return row
+
+
+def cursor_usage(ts: float, email: str, kind: str, cents: float | None, **tokens) -> dict:
+    usage = {"inputTokens": 0, "outputTokens": 0, "cacheWriteTokens": 0, "cacheReadTokens": 0, **tokens}
+    if cents is not None:
+        usage["totalCents"] = cents
+    return {"timestamp": str(int(ts * 1000)), "userEmail": email, "model": "claude-4.5-sonnet", "kind": kind,
+            "maxMode": False, "requestsCosts": 1, "isTokenBasedCall": True, "tokenUsage": usage,
+            "isFreeBugbot": False, "addedLater": True}
+
+
+def cursor_commit(sha: str, email: str, repo: str | None, tab: int, composer: int, created: str, **fields) -> dict:
+    commit = {"commitHash": sha, "userId": "user_abc", "userEmail": email, "repoName": repo, "branchName": "main",
+              "isPrimaryBranch": True, "totalLinesAdded": tab + composer + 3, "totalLinesDeleted": 1,
+              "tabLinesAdded": tab, "tabLinesDeleted": 0, "composerLinesAdded": composer, "composerLinesDeleted": 0,
+              "nonAiLinesAdded": 3, "nonAiLinesDeleted": 1, "message": "change", "commitTs": created,
+              "createdAt": created, "addedLater": "x"}
+    commit.update(fields)
+    return commit
