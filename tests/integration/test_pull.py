@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.pull.fixtures import DAY, SHA_A, SHA_B, cursor_commit, cursor_daily, cursor_usage
-from tests.vendor_apis import CURSOR_KEY
+from aiyield import keys
+from aiyield.pulling import iso_day
+from tests.unit.pull.fixtures import DAY, SHA_A, SHA_B, claude_code_record, cursor_commit, cursor_daily, cursor_usage
+from tests.vendor_apis import ANTHROPIC_KEY, CURSOR_KEY
 
 from .conftest import wait_for
 
@@ -151,3 +153,65 @@ def test_a_refused_credential_is_one_line_naming_the_variable(pipeline, vendor_a
     assert "Traceback" not in result.stderr
     missing = pull({k: v for k, v in env.items() if k != "AIYIELD_CURSOR_API_KEY"}, "cursor")
     assert missing.returncode == 2 and "AIYIELD_CURSOR_API_KEY is not set" in missing.stderr
+
+
+@pytest.mark.parametrize("spend", ["otel", "analytics"])
+def test_claude_code_analytics_figures_and_spend_only_when_it_owns_spend(pipeline, vendor_apis, tmp_path, spend):
+    pipeline.start_worker()
+    now = time.time()
+    today = int(now // DAY * DAY)
+    y = iso_day(today - 2 * DAY)  # always settled, whatever the hour
+    vendor_apis.claude_code = [
+        claude_code_record(y, "ana@example.com", 4, 300, 40, 2, 1, {"edit_tool": (10, 2), "write_tool": (3, 1)},
+                           [("claude-sonnet-4-5-20250929", 1000, 500, 20000, 3000, 123.45)]),
+        claude_code_record(y, "bo@example.com", 1, 10, 0, 0, 0, {"edit_tool": (1, 0)},
+                           [("claude-haiku-4-5", 10, 5, 0, 0, 0.55)]),
+        claude_code_record(y, "cy@example.com", 2, 5, 5, 1, 0, {}, []),
+        claude_code_record(iso_day(today), "ana@example.com", 99, 999, 0, 0, 0, {}, []),  # today: not settled
+    ]
+    env = vendor_env(pipeline, tmp_path, AIYIELD_ANTHROPIC_ADMIN_KEY=ANTHROPIC_KEY,
+                     AIYIELD_ANTHROPIC_API_URL=vendor_apis.url, AIYIELD_CLAUDE_CODE_SPEND=spend)
+    result = pull(env, "claude-code", "--days", "3")
+    assert result.returncode == 0, result.stderr + result.stdout
+
+    v = lambda name, **labels: seven_days(pipeline, name, tool="claude-code", **labels)  # noqa: E731
+    pipeline.wait_value("aiyield_tool_sessions", 5, team="payments", tool="claude-code", window="7d")
+    pipeline.wait_value("aiyield_tool_sessions", 2, team="growth", tool="claude-code", window="7d")
+    assert v("aiyield_tool_edit_decisions", team="payments", type="accepted") == 14
+    assert v("aiyield_tool_edit_decisions", team="payments", type="rejected") == 3
+    assert v("aiyield_tool_active_user_days", team="payments", type="active") == 2
+    if spend == "analytics":
+        pipeline.wait_value("aiyield_spend_usd", 1.2345, team="payments", tool="claude-code",
+                            model="claude-sonnet-4-5-20250929", window="7d")
+        assert v("aiyield_spend_usd", team="payments", model="claude-haiku-4-5") == pytest.approx(0.0055, abs=1e-9)
+        assert v("aiyield_tokens", team="payments", model="claude-sonnet-4-5-20250929", type="cache_write") == 3000
+        assert v("aiyield_tool_lines", team="payments", type="added") == 310
+        assert v("aiyield_tool_commits", team="growth") == 1
+        assert v("aiyield_tool_pull_requests", team="payments") == 1
+    else:  # OpenTelemetry owns spend, lines, commits and pull requests: none of them from this source
+        assert v("aiyield_spend_usd", team="payments", model="claude-sonnet-4-5-20250929") is None
+        assert v("aiyield_tool_lines", team="payments", type="added") is None
+        assert v("aiyield_tool_commits", team="growth") is None
+    accepted = {t: pipeline.events_total(t, "accepted") for t in ("token", "context")}
+
+    # A second pull: the settled days were read, nothing new and nothing counted twice.
+    again = pull(env, "claude-code", "--days", "3")
+    assert again.returncode == 0, again.stderr
+    time.sleep(2)
+    assert {t: pipeline.events_total(t, "accepted") for t in accepted} == accepted
+    assert v("aiyield_tool_sessions", team="payments") == 5
+    # Even a pull that reads the same days again (its cursor lost) adds nothing: the ids are the records'.
+    pipeline.redis.delete(keys.pull_cursor("claude-code"))
+    third = pull(env, "claude-code", "--days", "3")
+    assert third.returncode == 0, third.stderr
+    wait_for(lambda: pipeline.events_total("context", "duplicate") >= accepted["context"], 60, "duplicates")
+    assert {t: pipeline.events_total(t, "accepted") for t in accepted} == accepted
+    assert v("aiyield_tool_sessions", team="payments") == 5
+
+
+def test_claude_code_refused_key(pipeline, vendor_apis, tmp_path):
+    env = vendor_env(pipeline, tmp_path, AIYIELD_ANTHROPIC_ADMIN_KEY="sk-ant-admin01-revoked",
+                     AIYIELD_ANTHROPIC_API_URL=vendor_apis.url)
+    result = pull(env, "claude-code")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "AIYIELD_ANTHROPIC_ADMIN_KEY" in lines[0], result.stderr

@@ -53,3 +53,22 @@ def cursor_commit(sha: str, email: str, repo: str | None, tab: int, composer: in
               "createdAt": created, "addedLater": "x"}
     commit.update(fields)
     return commit
+
+
+def claude_code_record(day: str, email: str | None, sessions: int, added: int, removed: int, commits: int, prs: int,
+                       tools: dict[str, tuple[int, int]], models: list[tuple[str, int, int, int, int, float]],
+                       api_key: str | None = None) -> dict:
+    """One user-day of the Claude Code Analytics API; `models`: (model, input, output, cache read, cache creation,
+    estimated cost in cents)."""
+    actor = {"type": "api_actor", "api_key_name": api_key} if api_key else {"type": "user_actor", "email_address": email}
+    return {
+        "date": f"{day}T00:00:00Z", "actor": actor, "organization_id": "12345678-1234-5678-1234-567812345678",
+        "customer_type": "api", "terminal_type": "vscode",
+        "core_metrics": {"num_sessions": sessions, "lines_of_code": {"added": added, "removed": removed},
+                         "commits_by_claude_code": commits, "pull_requests_by_claude_code": prs},
+        "tool_actions": {name: {"accepted": a, "rejected": r} for name, (a, r) in tools.items()},
+        "model_breakdown": [{"model": m, "tokens": {"input": i, "output": o, "cache_read": cr, "cache_creation": cc},
+                             "estimated_cost": {"currency": "USD", "amount": cents}}
+                            for m, i, o, cr, cc, cents in models],
+        "addedLater": {"subscription_type": "enterprise"},
+    }
