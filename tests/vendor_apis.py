@@ -46,13 +46,13 @@ class VendorApis:
     cursor_commits: list[dict] = field(default_factory=list)
     #: Claude Code Analytics records (each with `date`, RFC 3339).
     claude_code: list[dict] = field(default_factory=list)
-    #: Copilot: scope ("organization" or "enterprise") -> day (YYYY-MM-DD) -> NDJSON records of that day's report.
-    copilot_days: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
-    #: Copilot team reports: team slug -> day -> records (served only for teams listed in `copilot_teams`).
-    copilot_team_days: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
-    copilot_teams: list[dict] = field(default_factory=list)
+    #: Copilot seat assignments (`/copilot/billing/seats` items).
+    copilot_seats: list[dict] = field(default_factory=list)
+    #: Copilot users-1-day reports: scope (`orgs` or `enterprises`) -> day (YYYY-MM-DD) -> that day's NDJSON records.
+    #: A day not listed answers 404, as a report not yet processed does.
+    copilot_users: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
-    #: (status, Retry-After) answered, in order, before serving normally.
+    #: (status, Retry-After) answered, in order, before serving normally ("" sends no Retry-After).
     failures: list[tuple[int, str]] = field(default_factory=list)
     url: str = ""
 
@@ -96,7 +96,7 @@ def _handler(apis: VendorApis):
                 return self._download(parts.path)
             if apis.failures:
                 status, retry = apis.failures.pop(0)
-                return self._send(status, {"error": "slow down"}, {"Retry-After": retry})
+                return self._send(status, {"error": "slow down"}, {"Retry-After": retry} if retry else {})
             path = parts.path
             if path.startswith(("/teams/", "/analytics/")):
                 expected = "Basic " + base64.b64encode(f"{CURSOR_KEY}:".encode()).decode()
@@ -153,37 +153,28 @@ def _handler(apis: VendorApis):
         # -- Copilot
 
         def _copilot(self, path: str, query: dict) -> None:
-            segments = path.strip("/").split("/")
-            if segments[0] == "orgs" and segments[2:] == ["teams"]:
-                page = int(query.get("page", 1))
-                items, more = _page(apis.copilot_teams, page)
-                link = {"Link": f'<{apis.url}{path}?page={page + 1}>; rel="next"'} if more else {}
-                return self._send(200, items, link)
-            # /orgs/{org}/copilot/metrics/reports/organization-1-day?day=, /enterprises/{e}/copilot/metrics/reports/
-            # enterprise-1-day?day=, /orgs/{org}/team/{slug}/copilot/metrics/reports/team-1-day?day=
-            report = segments[-1]
-            day = query.get("day", "")
-            if report == "organization-1-day":
-                days = apis.copilot_days.get("organization", {})
-            elif report == "enterprise-1-day":
-                days = apis.copilot_days.get("enterprise", {})
-            elif report == "team-1-day":
-                days = apis.copilot_team_days.get(segments[3], {})
-            else:
-                return self._send(404, {"message": "Not Found"})
-            if day not in days:
-                return self._send(204, None, raw=b"")
-            return self._send(200, {"download_links": [f"{apis.url}/download/{segments[0]}/{segments[-1]}/"
-                                                       f"{segments[3] if report == 'team-1-day' else '-'}/{day}"],
-                                    "report_day": day})
+            segments = path.strip("/").split("/")  # orgs|enterprises, name, copilot, ...
+            scope = segments[0]
+            if segments[2:] == ["copilot", "billing", "seats"]:
+                page, per_page = int(query.get("page", 1)), min(int(query.get("per_page", 50)), PAGE)
+                start = (page - 1) * per_page
+                return self._send(200, {"total_seats": len(apis.copilot_seats),
+                                        "seats": apis.copilot_seats[start:start + per_page]})
+            if segments[2:] == ["copilot", "metrics", "reports", "users-1-day"]:
+                day = query.get("day", "")
+                if day not in apis.copilot_users.get(scope, {}):
+                    return self._send(404, {"message": "Not Found", "status": "404"})
+                return self._send(200, {"download_links": [f"{apis.url}/download/{scope}/{day}/part-0",
+                                                           f"{apis.url}/download/{scope}/{day}/part-1"],
+                                        "report_day": day})
+            return self._send(404, {"message": "Not Found", "status": "404"})
 
         def _download(self, path: str) -> None:
-            _, _, scope, report, team, day = path.split("/")
-            if report == "team-1-day":
-                records = apis.copilot_team_days[team][day]
-            else:
-                records = apis.copilot_days["organization" if scope == "orgs" else "enterprise"][day]
-            return self._send(200, None, raw="".join(json.dumps(r) + "\n" for r in records).encode())
+            _, _, scope, day, part = path.split("/")
+            records = apis.copilot_users[scope][day]
+            half = len(records) // 2
+            chunk = records[:half] if part == "part-0" else records[half:]  # a report split over two files
+            return self._send(200, None, raw="".join(json.dumps(r) + "\n" for r in chunk).encode())
 
     return Handler
 

@@ -72,6 +72,10 @@ class Unauthorized(ReconcileError):
     """The provider refused the credential (HTTP 401 or 403)."""
 
 
+class NotFound(ReconcileError):
+    """HTTP 404: for a daily report, not processed yet."""
+
+
 # ----------------------------------------------------------------------------------------------- pure parsers
 
 
@@ -152,7 +156,7 @@ class Http:
     ) -> Any:
         """One request, retried on 429, 5xx and network errors (`Retry-After` honoured, at most 60 s). `body` is
         sent as JSON; with `decode=False` the answer's bytes are returned as they are (NDJSON downloads).
-        A refused credential (401, 403) raises `Unauthorized`; other failures `ReconcileError`."""
+        A refused credential (401, 403) raises `Unauthorized`, a 404 `NotFound`; other failures `ReconcileError`."""
         full = f"{url}?{urlencode(params)}" if params else url
         data = json.dumps(body).encode() if body is not None else None
         extra = {"Content-Type": "application/json"} if data is not None else {}
@@ -170,7 +174,7 @@ class Http:
                 if (exc.code == 429 or exc.code >= 500) and attempt < self.attempts:
                     self.sleep(_retry_after(exc.headers.get("Retry-After"), attempt))
                     continue
-                error = Unauthorized if exc.code in (401, 403) else ReconcileError
+                error = Unauthorized if exc.code in (401, 403) else NotFound if exc.code == 404 else ReconcileError
                 raise error(f"{provider}: HTTP {exc.code} from {url}: {text}") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt < self.attempts:

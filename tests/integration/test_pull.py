@@ -16,8 +16,10 @@ import pytest
 
 from aiyield import keys
 from aiyield.pulling import iso_day
-from tests.unit.pull.fixtures import DAY, SHA_A, SHA_B, claude_code_record, cursor_commit, cursor_daily, cursor_usage
-from tests.vendor_apis import ANTHROPIC_KEY, CURSOR_KEY
+from tests.unit.pull.fixtures import (
+    DAY, SHA_A, SHA_B, claude_code_record, copilot_seat, copilot_user, cursor_commit, cursor_daily, cursor_usage,
+)
+from tests.vendor_apis import ANTHROPIC_KEY, CURSOR_KEY, GITHUB_TOKEN
 
 from .conftest import wait_for
 
@@ -215,3 +217,63 @@ def test_claude_code_refused_key(pipeline, vendor_apis, tmp_path):
     result = pull(env, "claude-code")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1 and "AIYIELD_ANTHROPIC_ADMIN_KEY" in lines[0], result.stderr
+
+
+def test_copilot_figures_per_team_and_seat_spend(pipeline, vendor_apis, tmp_path):
+    pipeline.start_worker()
+    now = time.time()
+    today = int(now // DAY * DAY)
+    d3, d2 = today - 3 * DAY, today - 2 * DAY
+    # payments: 5 seats from the org file (logins); platform: 5 seats assigned by a GitHub team; growth: 1 seat.
+    vendor_apis.copilot_seats = (
+        [copilot_seat(f"octo-{n}", "2025-01-01T00:00:00Z") for n in ("ana", "bo")]
+        + [copilot_seat(f"pay{n}", "2025-01-01T00:00:00Z", team="payments") for n in range(3)]
+        + [copilot_seat(f"plat{n}", "2025-01-01T00:00:00Z", team="platform") for n in range(5)]
+        + [copilot_seat("octo-cy", "2025-01-01T00:00:00Z")])
+    vendor_apis.copilot_users = {"orgs": {
+        iso_day(d3): [copilot_user(iso_day(d3), "octo-ana", 40, 10, 80, 25, 3),
+                      copilot_user(iso_day(d3), "plat0", 7, 2, 9, 4, 0),
+                      copilot_user(iso_day(d3), "octo-cy", 100, 100, 100, 100, 100)],  # growth: 1 seat, withheld
+        iso_day(d2): [copilot_user(iso_day(d2), "pay1", 20, 5, 30, 12, 0),
+                      copilot_user(iso_day(d2), "octo-bo", 0, 0, 0, 0, 0)],
+        # yesterday: not processed by GitHub yet (404)
+    }}
+    vendor_apis.failures = [(429, "1")]
+    env = vendor_env(pipeline, tmp_path, AIYIELD_GITHUB_TOKEN=GITHUB_TOKEN, AIYIELD_GITHUB_ORG="acme",
+                     AIYIELD_GITHUB_API_URL=vendor_apis.url)
+    result = pull(env, "copilot", "--days", "3")
+    assert result.returncode == 0, result.stderr + result.stdout
+
+    v = lambda name, **labels: seven_days(pipeline, name, tool="copilot", **labels)  # noqa: E731
+    pipeline.wait_value("aiyield_tool_lines", 37, team="payments", tool="copilot", type="accepted", window="7d")
+    assert v("aiyield_tool_lines", team="payments", type="suggested") == 110
+    assert v("aiyield_tool_suggestions", team="payments", type="shown") == 60
+    assert v("aiyield_tool_suggestions", team="payments", type="accepted") == 15
+    assert v("aiyield_tool_requests", team="payments") == 3
+    assert v("aiyield_tool_active_user_days", team="payments", type="active") == 3
+    assert v("aiyield_tool_active_user_days", team="payments", type="engaged") == 2
+    assert v("aiyield_tool_lines", team="platform", type="accepted") == 4
+    assert v("aiyield_tool_lines", team="growth", type="accepted") is None  # under GitHub's 5-seat group
+    seat = lambda n: sum(n * 19.0 / month_days(d) for d in (d3, d2))  # noqa: E731
+    assert v("aiyield_spend_usd", team="payments", model="seats") == pytest.approx(seat(5), abs=1e-6)
+    assert v("aiyield_spend_usd", team="platform", model="seats") == pytest.approx(seat(5), abs=1e-6)
+    assert v("aiyield_spend_usd", team="growth", model="seats") == pytest.approx(seat(1), abs=1e-6)
+    accepted = {t: pipeline.events_total(t, "accepted") for t in ("token", "context")}
+
+    # GitHub processes yesterday; the next pull reads it, and only it.
+    y = iso_day(today - DAY)
+    vendor_apis.copilot_users["orgs"][y] = [copilot_user(y, "plat1", 1, 1, 1, 1, 0)]
+    again = pull(env, "copilot", "--days", "3")
+    assert again.returncode == 0, again.stderr
+    pipeline.wait_value("aiyield_tool_lines", 5, team="platform", tool="copilot", type="accepted", window="7d")
+    assert v("aiyield_tool_lines", team="payments", type="accepted") == 37
+    assert pipeline.events_total("context", "duplicate") == 0  # the days already read were not asked again
+    assert pipeline.events_total("token", "accepted") == accepted["token"] + 3  # one more day of seats per team
+
+
+def test_copilot_refused_token(pipeline, vendor_apis, tmp_path):
+    env = vendor_env(pipeline, tmp_path, AIYIELD_GITHUB_TOKEN="ghp_revoked", AIYIELD_GITHUB_ORG="acme",
+                     AIYIELD_GITHUB_API_URL=vendor_apis.url)
+    result = pull(env, "copilot")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "AIYIELD_GITHUB_TOKEN" in lines[0], result.stderr

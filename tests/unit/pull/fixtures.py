@@ -72,3 +72,26 @@ def claude_code_record(day: str, email: str | None, sessions: int, added: int, r
                             for m, i, o, cr, cc, cents in models],
         "addedLater": {"subscription_type": "enterprise"},
     }
+
+
+def copilot_user(day: str, login: str, generated: int, accepted: int, suggested_lines: int, added_lines: int,
+                 interactions: int) -> dict:
+    """One user's day in a users-1-day report (GitHub's CopilotUserDailyMetrics shape)."""
+    return {
+        "user_id": abs(hash(login)) % 10**8, "user_login": login, "day": day, "enterprise_id": "1",
+        "organization_id": "2", "user_initiated_interaction_count": interactions,
+        "code_generation_activity_count": generated, "code_acceptance_activity_count": accepted,
+        "loc_suggested_to_add_sum": suggested_lines, "loc_suggested_to_delete_sum": 0, "loc_added_sum": added_lines,
+        "loc_deleted_sum": 0, "used_agent": False, "used_chat": interactions > 0,
+        "totals_by_ide": [{"ide": "vscode", "code_generation_activity_count": generated,
+                           "code_acceptance_activity_count": accepted, "loc_added_sum": added_lines}],
+        "totals_by_language_model": [{"language": "python", "model": "gpt-4.1", "code_generation_activity_count": generated}],
+        "addedLater": [1, 2],
+    }
+
+
+def copilot_seat(login: str, created: str, team: str | None = None, cancelled: str | None = None) -> dict:
+    return {"assignee": {"login": login, "id": 1, "type": "User"}, "created_at": created,
+            "updated_at": created, "pending_cancellation_date": cancelled, "last_activity_at": created,
+            "last_activity_editor": "vscode/1.90", "plan_type": "business",
+            "assigning_team": {"slug": team, "name": team} if team else None}
