@@ -43,6 +43,9 @@ DAY = 86400
 #: repeats are duplicates (well inside the 8-day dedup horizon).
 OVERLAP = DAY
 DEFAULT_DAYS = 7
+#: Records published longer ago than this are not read again: the pipeline's dedup markers live 8 days
+#: (`keys.DEDUP_SECONDS`), and a re-read must land well inside that.
+REREAD_LIMIT = keys.DEDUP_SECONDS - 2 * DAY
 #: Unmapped members' team.
 UNASSIGNED = "unassigned"
 
@@ -95,9 +98,15 @@ class Outcome:
 
 def since(cursor: float | None, now: float, days: int, overlap: float = OVERLAP) -> float:
     """Where a stream's next read starts: `days` back on a first pull, else `overlap` behind its cursor (but never
-    before `days` back: a connector stopped longer than that resumes `days` back)."""
+    before `days` back: a connector stopped longer than that resumes `days` back).
+
+    A record stream's cursor is the time of the pull that read through it. When that pull is older than
+    `REREAD_LIMIT`, the records behind the cursor were marked seen so long ago that their dedup markers may have
+    expired: they are not read again."""
     first = now - days * DAY
-    return first if cursor is None else max(first, cursor - overlap)
+    if cursor is None:
+        return first
+    return max(first, cursor - (overlap if now - cursor < REREAD_LIMIT else 0))
 
 
 def day_start(ts: float) -> int:
