@@ -58,7 +58,6 @@ from aiyield.pulling import (
     count,
     days_in_month,
     event_id,
-    iso_day,
     nonzero,
     reject,
     settled_days,

@@ -49,8 +49,7 @@ REREAD_LIMIT = keys.DEDUP_SECONDS - 2 * DAY
 #: Unmapped members' team.
 UNASSIGNED = "unassigned"
 
-__all__ = ["DAY", "Http", "PullError", "Unauthorized"]
-
+#: The connectors' errors are reconcile's: one HTTP client, one error policy.
 PullError = ReconcileError
 
 

@@ -5,7 +5,6 @@ second pull of the same days changes nothing."""
 from __future__ import annotations
 
 import calendar
-import os
 import subprocess
 import sys
 import time
