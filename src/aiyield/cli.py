@@ -421,9 +421,8 @@ def pull(
             try:
                 outcome = run(connector, settings, client, publisher, time.time(), days)
             except Unauthorized as exc:
-                console.print(f"{vendor.value}: the vendor refused {connector.credential(settings)} "
-                              f"({str(exc).split(' from ')[0].split(': ', 1)[-1]}); check the token and its scopes",
-                              markup=False, highlight=False)
+                console.print(f"{vendor.value}: the vendor refused {connector.credential(settings)} (HTTP {exc.status}); "
+                              "check the credential and its scopes", markup=False, highlight=False)
             except PullError as exc:
                 console.print(f"{vendor.value}: {exc}", markup=False, highlight=False)
             except redis.RedisError as exc:

@@ -69,7 +69,11 @@ class ReconcileError(RuntimeError):
 
 
 class Unauthorized(ReconcileError):
-    """The provider refused the credential (HTTP 401 or 403)."""
+    """The provider refused the credential (HTTP 401 or 403, in `status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NotFound(ReconcileError):
@@ -174,8 +178,10 @@ class Http:
                 if (exc.code == 429 or exc.code >= 500) and attempt < self.attempts:
                     self.sleep(_retry_after(exc.headers.get("Retry-After"), attempt))
                     continue
-                error = Unauthorized if exc.code in (401, 403) else NotFound if exc.code == 404 else ReconcileError
-                raise error(f"{provider}: HTTP {exc.code} from {url}: {text}") from None
+                message = f"{provider}: HTTP {exc.code} from {url}: {text}"
+                if exc.code in (401, 403):
+                    raise Unauthorized(message, exc.code) from None
+                raise (NotFound if exc.code == 404 else ReconcileError)(message) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt < self.attempts:
                     self.sleep(_retry_after(None, attempt))

@@ -103,8 +103,8 @@ class Settings:
     openai_admin_key: str = _secret()
     anthropic_api_url: str = "https://api.anthropic.com"
     openai_api_url: str = "https://api.openai.com"
-    #: `aiyield pull` (docs/CONNECTORS.md): vendor credentials and base URLs. `github_enterprise`: also pull the
-    #: enterprise's Copilot report. `claude_code_spend`: where Claude Code's spend comes from, `otel` (its
+    #: `aiyield pull` (docs/CONNECTORS.md): vendor credentials and base URLs. `github_enterprise`: read the
+    #: enterprise's Copilot report instead of the organisation's. `claude_code_spend`: where Claude Code's spend comes from, `otel` (its
     #: OpenTelemetry cost metric, the default) or `analytics` (the Claude Code Analytics API): never both.
     github_token: str = _secret()
     github_org: str | None = None
