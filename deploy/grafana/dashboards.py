@@ -135,6 +135,9 @@ def finance():
     d.with_panel(ts("Spend by team", "currencyUSD", (f"sum by (team) (aiyield_spend_usd{{{TTW}}})", "{{team}}"), w=8))
     d.with_panel(ts("Spend by tool", "currencyUSD", (f"sum by (tool) (aiyield_spend_usd{{{TTW}}})", "{{tool}}"), w=8))
     d.with_panel(ts("Spend by model", "currencyUSD", (f"sum by (model) (aiyield_spend_usd{{{TTW}}})", "{{model}}"), w=8))
+    d.with_panel(ts("Seat spend by tool", "currencyUSD",
+                    (f'sum by (tool) (aiyield_spend_usd{{model="seats", {TTW}}})', "{{tool}}"),
+                    description="[seats] prices of the organisation file over the month's days (aiyield pull)."))
     d.with_panel(ts("Tokens by type", "short", (f"sum by (type) (aiyield_tokens{{{TTW}}})", "{{type}}")))
     d.with_panel(ts("Cost per normalized deployment by team", "currencyUSD",
                     (f"max by (team) (aiyield_cost_per_normalized_deployment_usd{{{TW}}})", "{{team}}")))
@@ -181,6 +184,16 @@ def effectiveness():
                     (f"max by (team) (aiyield_active_developers{{{TW}}})", "{{team}}"), w=8))
     d.with_panel(ts("Cost per normalized deployment by team", "currencyUSD",
                     (f"max by (team) (aiyield_cost_per_normalized_deployment_usd{{{TW}}})", "{{team}}"), w=8))
+    d.with_row(row("What the tools report over the last $window (their own figures: context, never credit)"))
+    d.with_panel(ts("Lines the tools report, by tool", "short",
+                    (f"sum by (tool, type) (aiyield_tool_lines{{{TTW}}})", "{{tool}} {{type}}"), w=8,
+                    description="Written (Claude Code), suggested and accepted (Copilot, Cursor): docs/CONNECTORS.md."))
+    d.with_panel(ts("Suggestion acceptance rate by tool", "percentunit",
+                    (f'sum by (tool) (aiyield_tool_suggestions{{type="accepted", {TTW}}})\n/\n'
+                     f'(sum by (tool) (aiyield_tool_suggestions{{type="shown", {TTW}}}) > 0)', "{{tool}}"), w=8))
+    d.with_panel(ts("Active user-days by tool", "short",
+                    (f"sum by (tool, type) (aiyield_tool_active_user_days{{{TTW}}})", "{{tool}} {{type}}"), w=8,
+                    description="Daily active (and engaged) users summed over the window's days, as the vendors report them."))
     d.with_row(row("Waste signals and spikes"))
     d.with_panel(ts("Waste signals flagged", "none",
                     (f"max by (team, signal) (aiyield_waste_signal{{{T}}})", "{{team}} {{signal}}"), w=8,

@@ -43,6 +43,10 @@ EXTRA_METRICS: dict[str, frozenset[str]] = {
     "aiyield_unpriced_token_events": frozenset({"team", "tool", "model", "window"}),
     "aiyield_billed_through_timestamp_seconds": frozenset({"provider"}),
     "aiyield_billed_last_sync_timestamp_seconds": frozenset({"provider"}),
+    # The tools' own figures (docs/INTERFACE.md §3, added metrics; docs/CONNECTORS.md).
+    "aiyield_tool_lines": frozenset({"team", "tool", "type", "window"}),
+    "aiyield_tool_suggestions": frozenset({"team", "tool", "type", "window"}),
+    "aiyield_tool_active_user_days": frozenset({"team", "tool", "type", "window"}),
 }
 CONTRACT_METRICS = {**CONTRACT_METRICS, **EXTRA_METRICS}
 #: Metrics carrying a `window` label: a query that does not pin the window sums 1h, 24h, 7d and 30d together.
