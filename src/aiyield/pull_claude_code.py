@@ -79,7 +79,11 @@ def record_items(records: list[Mapping[str, Any]], org: Org, spend: bool, pseudo
     out: list[Any] = []
     for r in records:
         who = actor_id(r.get("actor") or {})
-        day = parse_day(str(r.get("date", "")))
+        try:
+            day = parse_day(str(r["date"]))
+        except (KeyError, ValueError):
+            out.append(reject("record without a `date` (YYYY-MM-DD or RFC 3339)", r, "context", who, pseudonymise))
+            continue
         ts, team = day + DAY - 1, (org.team_of_member(who) if who else None) or UNASSIGNED
         core = r.get("core_metrics") or {}
         lines = core.get("lines_of_code") or {}

@@ -67,3 +67,10 @@ def test_fetch_reads_each_settled_day_with_paging(vendor_apis):
     asked = [r.query["starting_at"] for r in vendor_apis.of("/v1/organizations/usage_report/claude_code")]
     # Two days back: the first asked twice (a 429, then the answer), yesterday in 3 pages; today is not settled.
     assert asked == [iso_day(TODAY - 2 * DAY)] * 2 + [day] * 3
+
+
+def test_a_record_without_a_date_is_dead_lettered():
+    record = {k: v for k, v in RECORD.items() if k != "date"}
+    (item,) = record_items([record], ORG, spend=False, pseudonymise=P)
+    assert isinstance(item, InvalidEvent) and "without a `date`" in item.reason and item.raw["type"] == "context"
+    assert "ana@example.com" not in str(item.raw)
