@@ -19,8 +19,8 @@ USER 10001:10001
 WORKDIR /var/lib/aiyield
 ENV HOME=/var/lib/aiyield
 
-# gateway, exporter
-EXPOSE 8787 9464
+# gateway (HTTP, OTLP over gRPC), exporter (/metrics and the live page)
+EXPOSE 8787 4317 9464
 
 ENTRYPOINT ["aiyield"]
 CMD ["--help"]

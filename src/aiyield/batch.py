@@ -16,7 +16,7 @@ from typing import Callable, Generator, Mapping
 import msgspec
 
 from aiyield import keys
-from aiyield.core import crediting
+from aiyield.core import counters, crediting
 from aiyield.core.crediting import Loaded, Need, Policy
 from aiyield.core.cardinality import LABELS, Caps, admit
 from aiyield.core.events import EVENT_TYPES, ContextEvent, Event, TaskEvent, TokenEvent
@@ -66,7 +66,19 @@ def guard(events: list[Event], got: Got, caps: Caps, writes: Writes, now: float)
     ]
 
 
-def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()) -> Plan:
+def _counted(writes: Writes) -> Writes:
+    """The batch's processing-time counters (`core.counters`), from everything its rollup adds."""
+    plain, peaks = counters.split(writes.rollup)
+    for name, amount in plain.items():
+        writes.totals[name] = writes.totals.get(name, 0) + amount
+    writes.peaks = peaks
+    return writes
+
+
+def ingest(
+    decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps(),
+    is_production: Callable[[str], bool] = Policy().is_production,
+) -> Plan:
     def plan(fresh: list[Consumed]) -> Generator[Read, Got, Writes]:
         events = [e for r in fresh for e in decoded[(r.partition, r.offset)]]
         # Identities as sent: dedup and "status counted once" must not depend on whether a name was folded.
@@ -92,7 +104,10 @@ def ingest(decoded: Decoded, prices: PriceTable, now: float, caps: Caps = Caps()
                 batch_seen.add(status_key)
                 writes.seen.append(status_key)
             measure(writes.rollup, event, prices, now)
-        return writes
+            deployment = counters.deployment(event, is_production)
+            if deployment is not None:
+                writes.totals[deployment] = writes.totals.get(deployment, 0) + 1
+        return _counted(writes)
 
     return plan
 
@@ -115,15 +130,18 @@ def dead_letters(letters: Mapping[tuple[int, int], tuple[str, dict[str, int]]]) 
     return plan
 
 
-# Join state <-> keys. Deployments and branches are keys of their own (key builder, stored type).
+# Join state <-> keys. Deployments, branches and credit aggregates are keys of their own (key builder, stored type).
 _KINDS: dict[str, tuple[Callable[..., str], type]] = {
     "deployments": (keys.join_deployment, crediting.DeploymentState),
     "branches": (keys.join_branch, crediting.BranchState),
+    "credits": (keys.join_credit, crediting.CreditState),
 }
+#: Kept as fields of per-epoch hashes (stored type).
+_EPOCH_KINDS: dict[str, type] = {"tasks": crediting.TaskState, "commits": crediting.CommitState}
 
 
 class _Epochs:
-    """Where tasks and commit buckets live: the state that grows with pending work.
+    """Where tasks and commits live: the state that grows with pending work.
 
     Each is a field of a hash of its *epoch* (its newest event time // half the horizon), and each hash expires as
     a whole a horizon after its epoch ends: no per-key or per-field expiry to pay for (~60 bytes each). A lookup
@@ -144,17 +162,20 @@ class _Epochs:
         # Never less than an hour from now: state of old events (a replay) must outlive the batch that wrote it.
         return max(int((epoch + 1) * self.length + self.horizon), int(self.now) + 3600)
 
+    def expiry_of(self, ts: float) -> int:
+        return self.expiry(self.of(ts))
+
     @staticmethod
     def field(kind: str, ref: tuple, epoch: int) -> tuple[str, str | bytes]:
         if kind == "tasks":
             return keys.join_task(*ref, epoch)
-        repo, prefix = ref
-        return keys.join_commits(repo, epoch), prefix
+        repo, sha = ref
+        return keys.join_commits(repo, epoch), keys.commit_field(sha)
 
     def reads(self, kind: str, refs) -> dict[tuple[str, str | bytes], tuple[tuple, int]]:
         return {self.field(kind, ref, e): (ref, e) for ref in refs for e in self.candidates}
 
-    def load(self, kind: str, reads: dict, got: Got, into: dict, empty, stored: type) -> None:
+    def load(self, kind: str, reads: dict, got: Got, into: dict) -> None:
         latest: dict[tuple, tuple[int, bytes]] = {}
         for field, (ref, epoch) in reads.items():
             raw = got.fields.get(field)
@@ -164,9 +185,9 @@ class _Epochs:
             if ref in latest:
                 epoch, raw = latest[ref]
                 self.found[(kind, ref)] = epoch
-                into[ref] = crediting.decode(stored, raw)
+                into[ref] = crediting.decode(_EPOCH_KINDS[kind], raw)
             else:
-                into[ref] = empty()
+                into[ref] = None
 
     def write(self, writes: Writes, kind: str, ref: tuple, value: bytes, newest: float) -> None:
         home = self.of(newest)
@@ -174,6 +195,55 @@ class _Epochs:
             key, name = self.field(kind, ref, epoch)
             writes.fields[(key, name)] = value if epoch == home else None
             writes.hash_expiry[key] = max(writes.hash_expiry.get(key, 0), self.expiry(epoch))
+
+
+def _reads(need: Need, epochs: _Epochs) -> tuple[Read, dict]:
+    """The store reads answering a `Need`, and how to map their answers back."""
+    named = {_KINDS[kind][0](*ref): (kind, ref) for kind in _KINDS for ref in getattr(need, kind)}
+    epoch_reads = {kind: epochs.reads(kind, getattr(need, kind)) for kind in _EPOCH_KINDS}
+    ranges = {(keys.join_pushes(repo, branch), lo, hi): (repo, branch, lo, hi) for repo, branch, lo, hi in need.ranges}
+    members = {(keys.join_task_commits(team, task_id), member): (team, task_id, member) for team, task_id, member in need.members}
+    abbreviations = {(keys.join_abbreviations(repo), abbr): (repo, abbr) for repo, abbr in need.abbreviations}
+    lex = {
+        (keys.join_shas(repo, e), abbr, crediting.PREFIX_CANDIDATES + 1): (repo, abbr)
+        for repo, abbr in need.prefixes for e in epochs.candidates
+    }
+    whole = {keys.join_task_commits(*ref): ref for ref in need.task_commits}
+    read = Read(
+        keys=tuple(named),
+        fields=(*(f for reads in epoch_reads.values() for f in reads), *members, *abbreviations),
+        ranges=tuple(ranges),
+        lex=tuple(lex),
+        hashes=tuple(whole),
+    )
+    return read, {"named": named, "epochs": epoch_reads, "ranges": ranges, "members": members,
+                  "abbreviations": abbreviations, "lex": lex, "whole": whole}
+
+
+def _loaded(got: Got, maps: dict, epochs: _Epochs) -> Loaded:
+    loaded = Loaded()
+    for key, (kind, ref) in maps["named"].items():
+        raw = got.values.get(key)
+        getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
+    for kind, reads in maps["epochs"].items():
+        epochs.load(kind, reads, got, getattr(loaded, kind))
+    for rng, ref in maps["ranges"].items():
+        loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
+    for field, ref in maps["members"].items():
+        loaded.members[ref] = got.fields.get(field) is not None
+    for field, ref in maps["abbreviations"].items():
+        raw = got.fields.get(field)
+        loaded.abbreviations[ref] = msgspec.msgpack.decode(raw) if raw is not None else []
+    for lex, ref in maps["lex"].items():
+        found = {_text(m) for m in got.lex.get(lex, [])} | set(loaded.prefixes.get(ref, ()))
+        loaded.prefixes[ref] = sorted(found)[: crediting.PREFIX_CANDIDATES + 1]
+    for key, ref in maps["whole"].items():
+        loaded.task_commits[ref] = [tuple(_text(f).split("\0", 1)) for f in got.hashes.get(key, [])]  # type: ignore[misc]
+    return loaded
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> Plan:
@@ -184,20 +254,9 @@ def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> P
         try:
             need = next(steps)
             while True:
-                named = {_KINDS[kind][0](*ref): (kind, ref) for kind in _KINDS for ref in getattr(need, kind)}
-                tasks = epochs.reads("tasks", need.tasks)
-                buckets = epochs.reads("buckets", need.buckets)
-                ranges = {(keys.join_pushes(repo, branch), lo, hi): (repo, branch, lo, hi) for repo, branch, lo, hi in need.ranges}
-                got = yield Read(keys=tuple(named), fields=(*tasks, *buckets), ranges=tuple(ranges))
-                loaded = Loaded()
-                for key, (kind, ref) in named.items():
-                    raw = got.values.get(key)
-                    getattr(loaded, kind)[ref] = crediting.decode(_KINDS[kind][1], raw) if raw is not None else None
-                epochs.load("tasks", tasks, got, loaded.tasks, lambda: None, crediting.TaskState)
-                epochs.load("buckets", buckets, got, loaded.buckets, list, crediting.Bucket)
-                for rng, ref in ranges.items():
-                    loaded.ranges[ref] = [member.split(b"@", 1)[0].decode() for member in got.ranges.get(rng, [])]
-                need = steps.send(loaded)
+                read, maps = _reads(need, epochs)
+                got = yield read
+                need = steps.send(_loaded(got, maps, epochs))
         except StopIteration as done:
             result: crediting.Result = done.value
         writes = _join_writes(result, policy, now, epochs)
@@ -210,7 +269,7 @@ def join(decoded: Decoded, policy: Policy, now: float, caps: Caps = Caps()) -> P
                 writes.rollup.add(now, now, {series(Measure.OVERFLOW, "team"): teams.overflow["team"]})
             for delta in result.deltas:
                 measure_delta(writes.rollup, dataclasses.replace(delta, team=teams.name("team", delta.team)), now)
-        return writes
+        return _counted(writes)
 
     return plan
 
@@ -221,13 +280,26 @@ def _join_writes(result: crediting.Result, policy: Policy, now: float, epochs: _
     for kind in _KINDS:
         build = _KINDS[kind][0]
         for ref, state in getattr(changes, kind).items():
-            writes.values[build(*ref)] = (crediting.encode(state), epochs.expiry(epochs.of(crediting.newest(state))))
-    for ref, task in changes.tasks.items():
-        epochs.write(writes, "tasks", ref, crediting.encode(task), task.newest)
-    for ref, bucket in changes.buckets.items():
-        epochs.write(writes, "buckets", ref, crediting.encode(bucket), crediting.newest(bucket))
+            writes.values[build(*ref)] = (crediting.encode(state), epochs.expiry_of(crediting.newest(state)))
+    for kind in _EPOCH_KINDS:
+        for ref, state in getattr(changes, kind).items():
+            epochs.write(writes, kind, ref, crediting.encode(state), crediting.newest(state))
+    for ref, added in changes.task_commits.items():
+        key = keys.join_task_commits(*ref)
+        for repo, sha in added:
+            writes.fields[(key, crediting.member_key(repo, sha))] = b"1"
+        writes.hash_expiry[key] = max(writes.hash_expiry.get(key, 0), epochs.expiry_of(changes.tasks[ref].newest))
     for (repo, branch), added in changes.pushes.items():
         newest = max(ts for ts, _sha in added)
         members = [(f"{sha}@{ts!r}".encode(), ts) for ts, sha in added]
-        writes.members[keys.join_pushes(repo, branch)] = (members, epochs.expiry(epochs.of(newest)), newest - policy.horizon)
+        writes.members[keys.join_pushes(repo, branch)] = (members, epochs.expiry_of(newest), newest - policy.horizon)
+    for repo, shas in changes.prefixes.items():
+        for sha, first in shas:
+            key = keys.join_shas(repo, epochs.of(first))
+            old, expire_at, below = writes.members.get(key, ([], 0, float("-inf")))
+            writes.members[key] = ([*old, (sha.encode(), 0.0)], max(expire_at, epochs.expiry_of(first)), below)
+    for (repo, abbr), deploy_ids in changes.abbreviations.items():
+        key = keys.join_abbreviations(repo)
+        writes.fields[(key, abbr)] = msgspec.msgpack.encode(sorted(deploy_ids))
+        writes.hash_expiry[key] = max(writes.hash_expiry.get(key, 0), epochs.expiry_of(now))
     return writes

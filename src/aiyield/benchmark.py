@@ -472,7 +472,7 @@ def _gateway(bench: Bench) -> None:
     port = free_port()
     url = bench.redis_url()
     env = bench.env("gateway.", url, AIYIELD_GATEWAY_PORT=str(port), AIYIELD_INGEST_TOKENS="bench-token",
-                    AIYIELD_RATE_LIMIT_PER_SECOND="0")
+                    AIYIELD_RATE_LIMIT_PER_SECOND="0", AIYIELD_OTLP_GRPC_PORT="0")
     proc = _spawn([sys.executable, "-m", "aiyield", "gateway", "--log-level", "warning"], env, bench.workdir / "gateway.log")
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": "Bearer bench-token", "Content-Type": "application/json"}

@@ -79,13 +79,14 @@ def worker(log_level: str = typer.Option("warning", help="Log level.")) -> None:
 @app.command()
 def gateway(
     gateway_port: Optional[int] = typer.Option(None, help="Port to listen on (default 8787)."),
+    otlp_grpc_port: Optional[int] = typer.Option(None, help="OTLP over gRPC port (default 4317; 0: off)."),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """Serve the HTTP ingest gateway: events, GitHub/GitLab/Argo CD webhooks, OTLP metrics and logs."""
+    """Serve the HTTP ingest gateway: events, GitHub/GitLab/Argo CD webhooks, OTLP metrics and logs (HTTP and gRPC)."""
     from aiyield.gateway.app import run_gateway
 
     _logging(log_level)
-    run_gateway(_require(_settings(gateway_port=gateway_port)))
+    run_gateway(_require(_settings(gateway_port=gateway_port, otlp_grpc_port=otlp_grpc_port)))
 
 
 @app.command()
@@ -100,7 +101,8 @@ def exporter(
     settings = _require(_settings(metrics_port=metrics_port), kafka=False)
     serve(settings.redis, settings.metrics_port, budgets=settings.budgets, caps=settings.caps,
           waste_grace=settings.waste_grace_seconds, **settings.redis_client_options())
-    console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics")
+    console.print(f"exporter on http://localhost:{settings.metrics_port}/metrics, "
+                  f"live page http://localhost:{settings.metrics_port}/")
     _terminate_on_sigterm()
     try:
         while True:
@@ -273,14 +275,9 @@ def _print_rows(format: Format, key: str, rows: list, meta: dict, title: str) ->
             writer.writerow({key: meta[key], **{k: "" if v is None else v for k, v in d.items() if k != key}})
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=title)
-    for name in names:
-        table.add_column(name.replace("_", " "), justify="left" if name in ("team", "tool", "model", "month") else "right")
-    for d in dicts:
-        table.add_row(*("—" if d[n] is None else f"{d[n]:,.2f}" if isinstance(d[n], float) else str(d[n]) for n in names))
-    if not rows:
-        table.caption = "no data yet"
-    out.print(table)
+    from aiyield.report_view import show
+
+    show(out, title, names, dicts)
 
 
 @app.command()
@@ -513,6 +510,7 @@ def up(
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     gateway_port: Optional[int] = typer.Option(None, help="Gateway port (default 8787)."),
     metrics_port: Optional[int] = typer.Option(None, help="Exporter port (default 9464)."),
+    otlp_grpc_port: Optional[int] = typer.Option(None, help="OTLP over gRPC port (default 4317; 0: off)."),
     prices: Optional[Path] = typer.Option(None, help="TOML price file overriding the built-in table."),
     workers: int = typer.Option(1, help="Worker processes."),
 ) -> None:
@@ -520,7 +518,8 @@ def up(
     from aiyield.kafka import Publisher
     from aiyield.local import ServiceExited, local_pipeline
 
-    settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, prices=str(prices) if prices else None)
+    settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, otlp_grpc_port=otlp_grpc_port,
+                         prices=str(prices) if prices else None)
     if settings.prices:
         from aiyield.core.pricing import PriceFileError, PriceTable
 
@@ -535,8 +534,13 @@ def up(
             running = stack.enter_context(local_pipeline(settings, workers, announce=console.print))
             settings = running.settings
             table = Table(title="aiyield is up", show_header=False)
+            table.add_column(no_wrap=True)
+            table.add_column(overflow="fold")  # a URL folded stays whole; an ellipsis would cut it
+            table.add_row("page", running.page_url)
             table.add_row("metrics", running.metrics_url)
             table.add_row("gateway", f"{running.gateway_url}/v1/events")
+            if settings.otlp_grpc_port:
+                table.add_row("OTLP gRPC", running.otlp_grpc_address)
             table.add_row("kafka", settings.kafka)
             table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))

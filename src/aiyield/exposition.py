@@ -20,6 +20,7 @@ import logging
 import socket
 import threading
 from typing import Callable, Iterable
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
@@ -36,6 +37,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: gzip level for scrapes that accept it. Level 1 compresses the exposition text about 10x, at a fraction of the
 #: CPU of the library's default level 9, which would cost more than rendering.
 GZIP_LEVEL = 1
+
+#: The live page: HTML for a window (`?window=`; the page picks its default when empty or unknown).
+Page = Callable[[str], str]
 
 #: Sample name suffixes `generate_latest` moves into gauge families of their own (OpenMetrics-only samples).
 _MOVED = ("_created", "_gsum", "_gcount")
@@ -133,14 +137,17 @@ class _Quiet(WSGIRequestHandler):
         """Scrapes are not logged: one line every few seconds per Prometheus says nothing."""
 
 
-def wsgi_app(registry: Collector, renderer: Renderer | None = None) -> Callable:
-    """`/metrics` (any path, as prometheus_client serves) from `registry`; 500 when collecting fails."""
+def wsgi_app(registry: Collector, renderer: Renderer | None = None, page: Page | None = None) -> Callable:
+    """`/metrics` (any path, as prometheus_client serves) from `registry`; 500 when collecting fails. With `page`,
+    `/` is that HTML page instead (its `?window=` passed on)."""
     renderer = renderer or Renderer()
 
     def app(environ, start_response):
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
+        if page is not None and environ.get("PATH_INFO", "/") in ("", "/"):
+            return _page(page, environ, start_response)
         try:
             body = renderer.render(registry.collect())
         except Exception:
@@ -159,12 +166,27 @@ def wsgi_app(registry: Collector, renderer: Renderer | None = None) -> Callable:
     return app
 
 
-def start_server(registry: Collector, port: int, host: str) -> tuple[ThreadingWSGIServer, threading.Thread]:
-    """Serve `registry` on a daemon thread (one thread per scrape); returns (server, thread)."""
+def _page(page: Page, environ, start_response) -> list[bytes]:
+    window = parse_qs(environ.get("QUERY_STRING", "")).get("window", [""])[0]
+    try:
+        body = page(window).encode("utf-8")
+    except Exception:
+        log.exception("page failed")
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"page failed: see the exporter's log\n"]
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                              ("Cache-Control", "no-store")])
+    return [body] if environ["REQUEST_METHOD"] == "GET" else [b""]
+
+
+def start_server(
+    registry: Collector, port: int, host: str, page: Page | None = None,
+) -> tuple[ThreadingWSGIServer, threading.Thread]:
+    """Serve `registry` (and `page` at `/`) on a daemon thread (one thread per request); returns (server, thread)."""
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    server = make_server(host, port, wsgi_app(registry), Server, handler_class=_Quiet)
+    server = make_server(host, port, wsgi_app(registry, page=page), Server, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, name="aiyield-exporter", daemon=True)
     thread.start()
     return server, thread

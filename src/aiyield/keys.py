@@ -14,13 +14,21 @@ Layout (prefix `ay:`):
   teams                                set of every team seen (the cardinality guard's admitted teams)
   names:{label}                        set of the tools / models admitted by the cardinality guard
   events_total                         hash: type<SEP>outcome -> count
+  totals                               hash: series -> the processing-time counters (`core.counters`), fixed point
+  totals:net                           hash: series -> signed net sum of the crediting join's series (their peak is
+                                       the counter in `totals`)
   last_ts                              sorted set: type -> newest event time (ZADD GT keeps the max)
   otlp2:{digest}                       cumulative OTLP series state of the gateway (v2: start and time stored as
                                        20-digit strings; the v1 `otlp:` keys expire on their own)
   j:t:{epoch}:{shard}                  join: hash of tasks, one field per (team, task_id) digest
-  j:c:{epoch}:{repo digest}            join: hash of a repo's commits, one field per 7-character SHA prefix
+  j:s:{digest}                         join: a large task's commits (hash, field `repo NUL sha`), beyond 64
+  j:c:{epoch}:{repo digest}            join: hash of a repo's commits, one field per full SHA (packed bytes)
+  j:x:{epoch}:{repo digest}            join: the repo's pushed full SHAs (sorted set, one score: lexical), by the
+                                       epoch of their first push: abbreviated SHAs resolve through it
+  j:a:{repo digest}                    join: hash of abbreviation -> deployments naming it (msgpack list)
   j:d:{digest}                         join: one deployment (repo, deploy_id)
   j:b:{digest}                         join: head-only deployments anchored on a branch (repo, branch)
+  j:k:{digest}                         join: one team's credit aggregate on one deployment (team, repo, deploy_id)
   j:p:{digest}                         join: sorted set of commits pushed to a branch, by push time
   bill:d:{provider}                    billed spend (`aiyield reconcile`): hash of UTC day start -> integer amount
                                        (spend's fixed point); HSET overwrites a day, so a re-run never adds
@@ -136,6 +144,9 @@ def names(label: str) -> str:
     """The names admitted by the cardinality guard for a label (`team`, `tool`, `model`); teams are `TEAMS`."""
     return TEAMS if label == "team" else f"{PREFIX}names:{label}"
 EVENTS_TOTAL = f"{PREFIX}events_total"
+#: The `aiyield_*_total` counters (contract v3 §3) and the net sums behind the peaked ones (see `core.counters`).
+TOTALS = f"{PREFIX}totals"
+TOTALS_NET = f"{PREFIX}totals:net"
 LAST_TS = f"{PREFIX}last_ts"
 
 
@@ -161,8 +172,32 @@ def join_task(team: str, task_id: str, epoch: int) -> tuple[str, bytes]:
 
 
 def join_commits(repo: str, epoch: int) -> str:
-    """Hash of a repo's commits in one epoch: field = 7-character SHA prefix, value = the commits sharing it."""
+    """Hash of a repo's commits in one epoch: field = the full SHA packed (`commit_field`), value = its state."""
     return f"{PREFIX}j:c:{epoch}:{digest(repo, 8)}"
+
+
+def commit_field(sha: str) -> bytes:
+    """A full SHA as a hash field: its 20 (or 32) bytes, half its text."""
+    return bytes.fromhex(sha)
+
+
+def join_task_commits(team: str, task_id: str) -> str:
+    """A large task's set of commits (a hash: field `repo NUL sha`, value 1)."""
+    return f"{PREFIX}j:s:{digest(team + chr(0) + task_id)}"
+
+
+def join_shas(repo: str, epoch: int) -> str:
+    """The repo's full SHAs first pushed in one epoch: a sorted set with one score, read by lexical range."""
+    return f"{PREFIX}j:x:{epoch}:{digest(repo, 8)}"
+
+
+def join_abbreviations(repo: str) -> str:
+    """Hash: abbreviated SHA -> the deployments of the repo naming it (msgpack list of deploy ids)."""
+    return f"{PREFIX}j:a:{digest(repo, 8)}"
+
+
+def join_credit(team: str, repo: str, deploy_id: str) -> str:
+    return f"{PREFIX}j:k:{digest(team + chr(0) + repo + chr(0) + deploy_id)}"
 
 
 def join_deployment(repo: str, deploy_id: str) -> str:

@@ -88,6 +88,7 @@ def service_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
         "AIYIELD_KAFKA": settings.kafka or "",
         "AIYIELD_REDIS": settings.redis or "",
         "AIYIELD_GATEWAY_PORT": str(settings.gateway_port),
+        "AIYIELD_OTLP_GRPC_PORT": str(settings.otlp_grpc_port),
         "AIYIELD_METRICS_PORT": str(settings.metrics_port),
         **({"AIYIELD_PRICES": settings.prices} if settings.prices else {}),
     }
@@ -107,8 +108,18 @@ def metrics_url(settings: Settings) -> str:
     return f"http://localhost:{settings.metrics_port}/metrics"
 
 
+def page_url(settings: Settings) -> str:
+    """The exporter's live page (aiyield.page)."""
+    return f"http://localhost:{settings.metrics_port}/"
+
+
 def gateway_url(settings: Settings) -> str:
     return f"http://localhost:{settings.gateway_port}"
+
+
+def otlp_grpc_address(settings: Settings) -> str:
+    """Where an OpenTelemetry SDK or Collector with the `grpc` protocol sends (its endpoint setting)."""
+    return f"http://localhost:{settings.otlp_grpc_port}"
 
 
 def http_ok(url: str) -> bool:
@@ -140,8 +151,16 @@ class LocalPipeline:
         return metrics_url(self.settings)
 
     @property
+    def page_url(self) -> str:
+        return page_url(self.settings)
+
+    @property
     def gateway_url(self) -> str:
         return gateway_url(self.settings)
+
+    @property
+    def otlp_grpc_address(self) -> str:
+        return otlp_grpc_address(self.settings)
 
     def check(self) -> None:
         """Raise ServiceExited when a child has stopped."""

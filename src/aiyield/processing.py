@@ -87,7 +87,8 @@ class Processor:
                 if crediting.is_relevant(event) and not self.policy.too_late(event.ts, arrival):
                     joins[crediting.partition_key(event)].append(event)  # type: ignore[arg-type]
         await self._publish_side_outputs(dead, joins)
-        return await self.store.transact(INGEST, records, batch.ingest(decoded, self.prices, now, self.caps))
+        plan = batch.ingest(decoded, self.prices, now, self.caps, self.policy.is_production)
+        return await self.store.transact(INGEST, records, plan)
 
     async def _publish_side_outputs(self, dead: list[bytes], joins: dict[str, list[Event]]) -> None:
         # Built before retrying: only the transport is retried, a bug in building them is not.

@@ -34,6 +34,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     Measure.AI_LINES_TASKS: ("team", "tool"),
     Measure.OVERFLOW: ("label",),
     Measure.CONTEXT: ("team", "tool", "metric"),
+    Measure.DEPLOYMENTS: ("environment", "status"),
 }
 
 #: measure -> labels -> integer amount: one bucket's series, or a window's sums. Kept split by measure so that a
@@ -103,6 +104,8 @@ class Snapshot:
     teams: set[str] = field(default_factory=set)
     events_total: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
+    #: The processing-time counters (`core.counters`): measure -> labels -> integer amount, never decreasing.
+    totals: Amounts = field(default_factory=dict)
     #: window -> bucket start -> amounts, for the windows read bucket by bucket (HOURLY, MINUTES and DAILY)
     buckets: dict[str, dict[int, Amounts]] = field(default_factory=dict)
     #: window -> bucket start -> measure -> team -> amount: per-bucket totals by team, when the reader kept them
@@ -161,6 +164,11 @@ class Snapshot:
             for team, amount in totals.get(measure, {}).items():
                 out[team][start] += amount / scale
         return out
+
+    def over_time(self, window: str, measure: str) -> dict[str, dict[int, float]]:
+        """team -> bucket start -> amount in the measure's unit (USD, normalized deployments), for the windows read
+        bucket by bucket (HOURLY, MINUTES, DAILY; DAILY holds spend only)."""
+        return self._bucket_by_team(window, measure, SCALE.get(measure, 1))
 
     def daily_spend(self) -> dict[str, dict[int, float]]:
         """team -> UTC day start -> USD (42 days)."""
@@ -301,6 +309,9 @@ def fold(snap: Snapshot, caps: Caps) -> Snapshot:
         teams={renames["team"].get(t, t) for t in snap.teams},
         events_total=snap.events_total,
         last_ts=snap.last_ts,
+        # The same renames as the gauges: a counter folds into `other` only when the caps were lowered below the
+        # names already stored (the ingest-time guard admits a name for good), and then `other` may reset once.
+        totals=refold(snap.totals),
         buckets={w: {start: refold(s) for start, s in b.items()} for w, b in snap.buckets.items()},
     )
 
@@ -415,6 +426,7 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     pipe.hgetall(keys.EVENTS_TOTAL)
     pipe.zrange(keys.LAST_TS, 0, -1, withscores=True)
     pipe.get(keys.INCARNATION)
+    pipe.hgetall(keys.TOTALS)
     results = pipe.execute()
     versions = {key: (int(v) if v is not None else None) for key, v in zip(everything, results)}
     i = len(everything)
@@ -446,6 +458,7 @@ def read_snapshot(client: redis.Redis, now: float, cache: BucketCache | None = N
     snap.teams = {t.decode() for t in results[i]}
     snap.events_total = {tuple(k.decode().split(SEP)): int(v) for k, v in results[i + 1].items()}  # type: ignore[misc]
     snap.last_ts = {member.decode(): score for member, score in results[i + 2]}
+    snap.totals = _decode(results[i + 4])
 
     teams = sorted(snap.teams)
     script = client.register_script(_DEVELOPERS)

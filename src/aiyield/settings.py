@@ -51,6 +51,8 @@ class Settings:
     #: `allow_anonymous`). Containers set 0.0.0.0.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8787
+    #: OTLP over gRPC (MetricsService, LogsService), served by the gateway on `gateway_host`; 0 turns it off.
+    otlp_grpc_port: int = 4317
     #: Accept unauthenticated writes on a gateway listening beyond loopback (rules without a credential are open).
     allow_anonymous: bool = False
     #: Seconds a connection may take to send complete request headers (from connecting or from the last answer).
@@ -71,6 +73,9 @@ class Settings:
     full_credit_lines: int = 10
     join_window_seconds: float = 7 * 86400
     survival_window_seconds: float = 86400
+    #: Delivery grace of claims stamped with their arrival (scoped tokens, webhooks): such a claim ranks no earlier
+    #: than its arrival minus this (contract v3 §2 "Rank time").
+    claim_grace_seconds: float = 3600.0
     ai_trailers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_AI_TRAILERS))
     team_attributes: tuple[str, ...] = ("team", "team.id", "team.name")
     otlp_log_tokens: bool = True
@@ -182,6 +187,7 @@ class Settings:
             full_credit_lines=self.full_credit_lines,
             join_window=self.join_window_seconds,
             survival_window=self.survival_window_seconds,
+            claim_grace=self.claim_grace_seconds,
         )
 
     @property
@@ -231,11 +237,13 @@ class Settings:
         _transport_security(get, kw)
         number("PARTITIONS", int, 1)
         number("GATEWAY_PORT", int, 0)
+        number("OTLP_GRPC_PORT", int, 0)
         number("METRICS_PORT", int, 0)
         number("MAX_BODY_BYTES", int, 1024)
         number("FULL_CREDIT_LINES", int, 1)
         number("JOIN_WINDOW_SECONDS", float, 60)
         number("SURVIVAL_WINDOW_SECONDS", float, 0)
+        number("CLAIM_GRACE_SECONDS", float, 0)
         number("BATCH_MESSAGES", int, 1)
         number("BATCH_SECONDS", float, 0.001)
         number("PUBLISH_TIMEOUT_SECONDS", float, 0.1)

@@ -58,6 +58,11 @@ class Read:
     fields: tuple[tuple[str, str], ...] = ()
     ranges: tuple[tuple[str, float, float], ...] = ()
     sets: tuple[str, ...] = ()  # every member (small sets only)
+    #: (sorted-set key, prefix, limit): up to `limit` members starting with the prefix, in lexical order (members of
+    #: such a set all share one score).
+    lex: tuple[tuple[str, str, int], ...] = ()
+    #: Hash keys whose every field name is wanted (a task's set of commits).
+    hashes: tuple[str, ...] = ()
     #: Dedup markers (`keys.seen`) to look up. The answer may be optimistic: a marker can be reported unseen when
     #: it is not. Therefore a plan puts in `Writes.seen` every marker whose absence it relied on, and the store
     #: applies the writes only if all of those are still absent; otherwise it reruns the plan knowing them.
@@ -70,6 +75,8 @@ class Got:
     fields: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
     sets: dict[str, set[str]] = field(default_factory=dict)
     ranges: dict[tuple[str, float, float], list[bytes]] = field(default_factory=dict)
+    lex: dict[tuple[str, str, int], list[bytes]] = field(default_factory=dict)
+    hashes: dict[str, list[bytes]] = field(default_factory=dict)
     #: The markers of `Read.seen` known to be present.
     seen: set[keys.Marker] = field(default_factory=set)
 
@@ -93,6 +100,10 @@ class Writes:
     names: dict[str, set[str]] = field(default_factory=dict)
     #: sorted set key -> ([(member, score)] to add, expire at (only ever extended), drop members scored below this)
     members: dict[str, tuple[list[tuple[bytes, float]], int, float]] = field(default_factory=dict)
+    #: Processing-time counters (`core.counters`): series -> amount added, and series -> signed net delta of the
+    #: peaked ones (the counter is the highest its net has been).
+    totals: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
 
     def count(self, event_type: str, outcome: str, n: int = 1) -> None:
         self.events_total[(event_type, outcome)] = self.events_total.get((event_type, outcome), 0) + n
@@ -149,12 +160,24 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #   values   n (key, value, expire-at) triples                                       (SET EXAT)
 #   fields   n hashes, then per hash: key, expire-at, k, k (field, value) pairs      ('' deletes; expiry only extended)
 #   members  n keys, then per key: key, expire-at, below, k, k (score, member) pairs (ZADD, drop below, expiry only extended)
+#   totals   totals key, n, n (field, amount) pairs                                  (HINCRBY, saturating)
+#   peaks    net key, totals key, n, n (field, amount) pairs: HINCRBY the net, and the total becomes the net when above
 #   offsets  n (key, value) pairs                                                    (SET)
 # Returns 1, or {0, markers found} when it wrote nothing.
 _APPLY = """
+local CHUNK = 1000  -- values per unpack(): Lua's stack takes ~8,000, whatever a batch holds
 local a = 1
 local function num() a = a + 1; return tonumber(ARGV[a - 1]) end
 local function str() a = a + 1; return ARGV[a - 1] end
+-- A saturating HINCRBY: a counter past a signed 64-bit integer stays at the limit instead of failing the batch.
+local function add(key, name, amount)
+  local ok = redis.pcall('HINCRBY', key, name, amount)
+  if type(ok) == 'table' and ok.err then
+    local limit = '9223372036854775807'
+    if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
+    redis.call('HSET', key, name, limit)
+  end
+end
 
 local prefixes = {}
 for _ = 1, num() do
@@ -180,15 +203,19 @@ if #prefixes > 0 then
   for _, shard in ipairs(shards) do
     local group = groups[shard]
     for _, prefix in ipairs(prefixes) do
-      local hits = redis.call('SMISMEMBER', prefix .. shard, unpack(group))
-      for j = 1, #group do if hits[j] == 1 then found[#found + 1] = shard .. ':' .. group[j] end end
+      for i = 1, #group, CHUNK do
+        local last = math.min(i + CHUNK - 1, #group)
+        local hits = redis.call('SMISMEMBER', prefix .. shard, unpack(group, i, last))
+        for j = i, last do if hits[j - i + 1] == 1 then found[#found + 1] = shard .. ':' .. group[j] end end
+      end
     end
   end
   if #found > 0 then return {0, found} end
 end
 for _, shard in ipairs(shards) do
   local key = home .. shard
-  redis.call('SADD', key, unpack(groups[shard]))
+  local group = groups[shard]
+  for i = 1, #group, CHUNK do redis.call('SADD', key, unpack(group, i, math.min(i + CHUNK - 1, #group))) end
   redis.call('EXPIREAT', key, marker_expiry)
 end
 if #shards > 0 then redis.call('SET', home_flag, '1', 'EXAT', marker_expiry) end
@@ -205,13 +232,7 @@ for _ = 1, buckets do
   local k = num()
   for _ = 1, k do
     local name = str()
-    local amount = str()
-    local ok = redis.pcall('HINCRBY', key, name, amount)
-    if type(ok) == 'table' and ok.err then
-      local limit = '9223372036854775807'
-      if string.sub(amount, 1, 1) == '-' then limit = '-9223372036854775807' end
-      redis.call('HSET', key, name, limit)
-    end
+    add(key, name, str())
   end
   redis.call('HINCRBY', key, '\0v', 1)  -- keys.WINDOW_VERSION: readers re-read only buckets whose version moved
   redis.call('EXPIREAT', key, expire_at)
@@ -220,8 +241,8 @@ for _ = 1, num() do
   local key = str()
   local expire_at = str()
   local k = num()
-  for i = a, a + k - 1, 1000 do
-    redis.call('PFADD', key, unpack(ARGV, i, math.min(i + 999, a + k - 1)))
+  for i = a, a + k - 1, CHUNK do
+    redis.call('PFADD', key, unpack(ARGV, i, math.min(i + CHUNK - 1, a + k - 1)))
   end
   a = a + k
   redis.call('EXPIREAT', key, expire_at)
@@ -229,8 +250,8 @@ end
 for _ = 1, num() do
   local key = str()
   local k = num()
-  for i = a, a + k - 1, 1000 do
-    redis.call('SADD', key, unpack(ARGV, i, math.min(i + 999, a + k - 1)))
+  for i = a, a + k - 1, CHUNK do
+    redis.call('SADD', key, unpack(ARGV, i, math.min(i + CHUNK - 1, a + k - 1)))
   end
   a = a + k
 end
@@ -276,17 +297,38 @@ for _ = 1, num() do
   redis.call('EXPIREAT', key, expire_at, 'NX')
   redis.call('EXPIREAT', key, expire_at, 'GT')
 end
+-- Decimal integer strings compared as strings: Lua numbers are doubles, exact only up to 2^53.
+local function above(x, y)
+  local nx, ny = string.sub(x, 1, 1) == '-', string.sub(y, 1, 1) == '-'
+  if nx ~= ny then return ny end
+  if nx then x, y = string.sub(y, 2), string.sub(x, 2) end
+  if #x ~= #y then return #x > #y end
+  return x > y
+end
+local totals = str()
+for _ = 1, num() do local name = str(); add(totals, name, str()) end
+local net_key = str()
+totals = str()
+for _ = 1, num() do
+  local name = str()
+  add(net_key, name, str())
+  local net = redis.call('HGET', net_key, name)
+  if above(net, redis.call('HGET', totals, name) or '0') then redis.call('HSET', totals, name, net) end
+end
 for _ = 1, num() do local key = str(); redis.call('SET', key, str()) end
 return 1
 """
 # ARGV, per key in KEYS order: n, then n field names. Returns the values, flat, in order (false when absent): many
-# hashes read in one round trip.
+# hashes read in one round trip. Fields go to HMGET 1,000 at a time (unpack's limit is ~8,000 values).
 _GET_FIELDS = """
 local out, a = {}, 1
 for _, key in ipairs(KEYS) do
   local n = tonumber(ARGV[a])
-  local values = redis.call('HMGET', key, unpack(ARGV, a + 1, a + n))
-  for i = 1, n do out[#out + 1] = values[i] end
+  for i = a + 1, a + n, 1000 do
+    local last = math.min(i + 999, a + n)
+    local values = redis.call('HMGET', key, unpack(ARGV, i, last))
+    for j = 1, last - i + 1 do out[#out + 1] = values[j] end
+  end
   a = a + n + 1
 end
 return out
@@ -352,6 +394,12 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
         args += [key, expire_at, repr(float(below)), len(members)]
         for member, score in members:
             args += [repr(float(score)), member]
+    args += [keys.TOTALS, len(writes.totals)]
+    for name, amount in writes.totals.items():
+        args += [name, _saturate(amount)]
+    args += [keys.TOTALS_NET, keys.TOTALS, len(writes.peaks)]
+    for name, amount in writes.peaks.items():
+        args += [name, _saturate(amount)]
     args.append(len(offsets))
     for key, value in offsets.items():
         args += [key, value]
@@ -452,7 +500,9 @@ class RedisStore:
         for key, name in dict.fromkeys(read.fields):
             hashes[key].append(name)
         sets = list(dict.fromkeys(read.sets))
-        watch = wanted + list(hashes) + [key for key, _lo, _hi in ranged] + sets
+        lex = list(dict.fromkeys(read.lex))
+        whole = list(dict.fromkeys(read.hashes))
+        watch = list(dict.fromkeys(wanted + list(hashes) + [key for key, _lo, _hi in ranged] + sets + [k for k, _p, _n in lex] + whole))
         if not watch:
             return got
         await pipe.watch(*watch)
@@ -470,6 +520,11 @@ class RedisStore:
                     got.fields[(key, name)] = next(values) or None
         for rng in ranged:
             got.ranges[rng] = await pipe.zrangebyscore(*rng)
+        for key, prefix, limit in lex:
+            # Members are lower-case hex: every one starting with the prefix sorts below prefix + "g".
+            got.lex[(key, prefix, limit)] = await pipe.zrangebylex(key, f"[{prefix}", f"({prefix}g", start=0, num=limit)
+        for key in whole:
+            got.hashes[key] = await pipe.hkeys(key)
         return got
 
 
@@ -492,6 +547,8 @@ class MemoryStore:
         self.fields: dict[tuple[str, str], bytes] = {}
         self.names: dict[str, set[str]] = defaultdict(set)
         self.members: dict[str, dict[bytes, float]] = defaultdict(dict)
+        self.totals: dict[str, int] = defaultdict(int)
+        self.nets: dict[str, int] = defaultdict(int)
 
     async def close(self) -> None:
         pass
@@ -521,7 +578,12 @@ class MemoryStore:
             (k, lo, hi): [m for m, score in sorted(self.members.get(k, {}).items(), key=lambda i: (i[1], i[0])) if lo <= score <= hi]
             for k, lo, hi in read.ranges
         }
-        return Got(values, fields, sets, ranges, self.seen.intersection(read.seen))
+        lex = {
+            (k, prefix, limit): sorted(m for m in self.members.get(k, {}) if m.decode().startswith(prefix))[:limit]
+            for k, prefix, limit in read.lex
+        }
+        hashes = {k: [f for (key, f) in self.fields if key == k] for k in read.hashes}
+        return Got(values, fields, sets, ranges, lex, hashes, seen=self.seen.intersection(read.seen))
 
     def _write(self, writes: Writes) -> None:
         for (window, start), amounts in writes.rollup.counters.items():
@@ -547,6 +609,11 @@ class MemoryStore:
         for key, (members, _expire, below) in writes.members.items():
             self.members[key].update(members)
             self.members[key] = {m: score for m, score in self.members[key].items() if score >= below}
+        for name, amount in writes.totals.items():
+            self.totals[name] = _saturate(self.totals[name] + amount)
+        for name, amount in writes.peaks.items():
+            self.nets[name] = _saturate(self.nets[name] + amount)
+            self.totals[name] = max(self.totals[name], self.nets[name])
 
     def window_sums(self, window: str) -> dict[str, int]:
         """Series -> amount over every bucket of one window (tests read results through this)."""

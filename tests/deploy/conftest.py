@@ -33,20 +33,39 @@ CONTRACT_METRICS: dict[str, frozenset[str]] = {
     "aiyield_usage_spike_score": frozenset({"team"}),
     "aiyield_retracted_normalized_deployments": frozenset({"team", "reason", "window"}),
     "aiyield_contested_claims": frozenset({"team", "window"}),
-    "aiyield_billed_usd": frozenset({"provider", "window"}),
-    "aiyield_spend_capture_ratio": frozenset({"provider", "window"}),
+    # v3 counters, counted when processed (no window)
+    "aiyield_spend_usd_total": frozenset({"team", "tool", "model"}),
+    "aiyield_tokens_total": frozenset({"team", "tool", "model", "type"}),
+    "aiyield_tasks_total": frozenset({"team", "tool", "status"}),
+    "aiyield_normalized_deployments_total": frozenset({"team"}),
+    "aiyield_retracted_normalized_deployments_total": frozenset({"team", "reason"}),
+    "aiyield_deployments_total": frozenset({"environment", "status"}),
 }
 #: Served by the exporter beyond the contract (docs/FINANCE.md, "Metrics"): dashboards and rules may use them too.
 EXTRA_METRICS: dict[str, frozenset[str]] = {
-    "aiyield_budget_burn_rate": frozenset({"team"}),
+    "aiyield_budget_burn_ratio": frozenset({"team"}),
     "aiyield_cardinality_overflow": frozenset({"label", "window"}),
+    "aiyield_cardinality_overflow_total": frozenset({"label"}),
     "aiyield_unpriced_token_events": frozenset({"team", "tool", "model", "window"}),
+    "aiyield_unpriced_token_events_total": frozenset({"team", "tool", "model"}),
+    "aiyield_contested_claims_total": frozenset({"team"}),
+    # The tools' own figures (docs/INTERFACE.md §3, added metrics; docs/CONNECTORS.md), and their counters.
+    "aiyield_tool_lines": frozenset({"team", "tool", "change", "window"}),
+    "aiyield_tool_commits": frozenset({"team", "tool", "window"}),
+    "aiyield_tool_pull_requests": frozenset({"team", "tool", "window"}),
+    "aiyield_tool_suggestions": frozenset({"team", "tool", "stage", "window"}),
+    "aiyield_tool_active_user_days": frozenset({"team", "tool", "engagement", "window"}),
+    "aiyield_tool_lines_total": frozenset({"team", "tool", "change"}),
+    "aiyield_tool_commits_total": frozenset({"team", "tool"}),
+    "aiyield_tool_pull_requests_total": frozenset({"team", "tool"}),
+    "aiyield_tool_suggestions_total": frozenset({"team", "tool", "stage"}),
+    "aiyield_tool_active_user_days_total": frozenset({"team", "tool", "engagement"}),
+    # Bills are whole UTC days: `days` (1, 7, 30), not the event-time `window`.
+    "aiyield_billed_usd": frozenset({"provider", "days"}),
+    "aiyield_billed_estimated_usd": frozenset({"provider", "days"}),
+    "aiyield_spend_capture_ratio": frozenset({"provider", "days"}),
     "aiyield_billed_through_timestamp_seconds": frozenset({"provider"}),
     "aiyield_billed_last_sync_timestamp_seconds": frozenset({"provider"}),
-    # The tools' own figures (docs/INTERFACE.md §3, added metrics; docs/CONNECTORS.md).
-    "aiyield_tool_lines": frozenset({"team", "tool", "type", "window"}),
-    "aiyield_tool_suggestions": frozenset({"team", "tool", "type", "window"}),
-    "aiyield_tool_active_user_days": frozenset({"team", "tool", "type", "window"}),
 }
 CONTRACT_METRICS = {**CONTRACT_METRICS, **EXTRA_METRICS}
 #: Metrics carrying a `window` label: a query that does not pin the window sums 1h, 24h, 7d and 30d together.

@@ -52,6 +52,7 @@ def test_aiyield_services_share_the_image_and_wiring(compose):
 def test_ports(compose):
     services = compose["services"]
     assert "8787:8787" in services["aiyield-gateway"]["ports"]
+    assert "4317:4317" in services["aiyield-gateway"]["ports"]  # OTLP over gRPC
     assert "9464:9464" in services["aiyield-exporter"]["ports"]
     assert "9090:9090" in services["prometheus"]["ports"]
     assert "3000:3000" in services["grafana"]["ports"]

@@ -153,3 +153,11 @@ def test_pull_cronjobs(objects, kustomization, load_yaml, vendor):
     template = load_yaml(K8S / "pull-secret.template.yaml")
     assert template["metadata"]["name"] == "aiyield-pull" and "pull-secret.template.yaml" not in kustomization["resources"]
     assert set(template["stringData"]) >= {k for k, s in PULL_CREDENTIALS[vendor].items() if s == "aiyield-pull"}
+
+
+def test_gateway_serves_otlp_over_grpc_on_4317(objects):
+    (container,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "otlp-grpc", "containerPort": 4317} in container["ports"]
+    service_ports = {p["name"]: p for p in objects[("Service", "aiyield-gateway")]["spec"]["ports"]}
+    assert service_ports["otlp-grpc"]["port"] == 4317 and service_ports["otlp-grpc"]["targetPort"] == "otlp-grpc"
+    assert objects[("ConfigMap", "aiyield-config")]["data"]["AIYIELD_OTLP_GRPC_PORT"] == "4317"

@@ -28,6 +28,7 @@ EXPECTED_ALERTS = {
     "AiyieldBudgetForecastOverrun",
     "AiyieldWasteSignal",
     "AiyieldSpendCaptureLow",
+    "AiyieldAiChangeFailureRatioHigh",
 }
 
 

@@ -48,10 +48,10 @@ def user_env(tmp_path):
 
 
 def test_up_simulate_send_report_and_stop(user_env, tmp_path):
-    metrics_port, gateway_port = free_port(), free_port()
+    metrics_port, gateway_port, grpc_port = free_port(), free_port(), free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "aiyield", "up", "--simulate", "--rate", "300", "--duration", "150",
-         "--metrics-port", str(metrics_port), "--gateway-port", str(gateway_port)],
+         "--metrics-port", str(metrics_port), "--gateway-port", str(gateway_port), "--otlp-grpc-port", str(grpc_port)],
         env=user_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -75,12 +75,16 @@ def test_up_simulate_send_report_and_stop(user_env, tmp_path):
                         "input_tokens": 1_000_000, "output_tokens": 0}),
             "",
             json.dumps({"type": "token", "id": "e2e-2", "ts": now, "team": "e2e-team"}),
+            json.dumps({"type": "task", "id": "e2e-3", "ts": now, "task_id": "T", "team": "e2e-team", "tool": "cli",
+                        "status": "completed", "repo": "acme/shop", "commits": ["9fceb02"]}),
         ]
         sent = aiyield("send", "-", env=user_env, stdin="\n".join(lines).encode())
         assert sent.returncode == 1, sent.stderr.decode()
         out = sent.stdout.decode()
         assert "line 3: Object missing required field `tool`" in out
-        assert "│        1 │        1 │" in out or "1 │ 1" in out.replace("  ", " ")
+        # Contract v3 §1: a task claims full SHAs, and `send` says which rule an event breaks.
+        assert "line 4: task commits must be full 40- or 64-character SHAs, got '9fceb02'" in " ".join(out.split())
+        assert "│        1 │        2 │" in out or "1 │ 2" in out.replace("  ", " ")
 
         def e2e_spend() -> float | None:
             report = aiyield("report", "--window", "1h", "--format", "json", env=user_env)
@@ -105,16 +109,19 @@ def test_up_simulate_send_report_and_stop(user_env, tmp_path):
             up.kill()
     output = up.stdout.read().decode()
     assert f"http://localhost:{metrics_port}/metrics" in output
+    assert f"http://localhost:{metrics_port}/ " in output  # the live page
+    assert f"http://localhost:{grpc_port}" in output  # OTLP over gRPC
     # Everything it started is gone: ports closed, state file removed.
     time.sleep(1)
-    assert not port_open(metrics_port) and not port_open(gateway_port)
+    assert not port_open(metrics_port) and not port_open(gateway_port) and not port_open(grpc_port)
     assert not (tmp_path / "state" / "aiyield" / "up.json").exists()
 
 
 def test_up_stops_cleanly_on_sigterm(user_env):
     metrics_port, gateway_port = free_port(), free_port()
     up = subprocess.Popen(
-        [sys.executable, "-m", "aiyield", "up", "--metrics-port", str(metrics_port), "--gateway-port", str(gateway_port)],
+        [sys.executable, "-m", "aiyield", "up", "--metrics-port", str(metrics_port), "--gateway-port", str(gateway_port),
+         "--otlp-grpc-port", "0"],
         env=user_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

@@ -60,8 +60,11 @@ class Pipeline:
         return proc
 
     def start_gateway(self, **env: str) -> str:
-        """A real `aiyield gateway` process on a free port; returns its base URL once /healthz answers."""
+        """A real `aiyield gateway` process on a free port; returns its base URL once /healthz answers. Its OTLP/gRPC
+        server listens on another free port (`otlp_grpc`), never the shared default."""
         port = free_port()
+        env.setdefault("AIYIELD_OTLP_GRPC_PORT", str(free_port()))
+        self.otlp_grpc = f"127.0.0.1:{env['AIYIELD_OTLP_GRPC_PORT']}"
         log = open(self.logdir / "gateway.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "aiyield", "gateway", "--gateway-port", str(port)],
@@ -110,18 +113,25 @@ class Pipeline:
 
     def dead_letters(self, count: int, timeout: float = 30) -> list[dict]:
         """The first `count` rejected items on the dead-letter topic (many may travel in one message)."""
+        return self.items(self.settings.dlq_topic, "rejected", count, timeout)
+
+    def published(self, count: int, timeout: float = 30) -> list[dict]:
+        """The first `count` events on the events topic, as producers (the gateway) wrote them."""
+        return self.items(self.settings.events_topic, "events", count, timeout)
+
+    def items(self, topic: str, field: str, count: int, timeout: float = 30) -> list[dict]:
+        """The first `count` items of the lists under `field` in a topic's messages (envelopes, dead letters)."""
         # Assigned, not subscribed: no group to join, every partition read from its beginning.
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka, "group.id": f"dlq-reader-{uuid.uuid4()}",
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka, "group.id": f"reader-{uuid.uuid4()}",
                              "enable.auto.commit": False, **CONSUMER_TIMEOUTS})
-        consumer.assign([TopicPartition(self.settings.dlq_topic, p, OFFSET_BEGINNING)
-                         for p in range(self.settings.partitions)])
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(self.settings.partitions)])
         items: list[dict] = []
         deadline = time.monotonic() + timeout
         try:
             while len(items) < count and time.monotonic() < deadline:
                 msg = consumer.poll(0.5)
                 if msg is not None and not msg.error():
-                    items += msgspec.json.decode(msg.value())["rejected"]
+                    items += msgspec.json.decode(msg.value())[field]
         finally:
             consumer.close()
         return items

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from typing import Callable
 
 import pytest
 
@@ -33,19 +34,22 @@ class Scenario:
                   repo=repo or self.repo, commits=[sha(c) for c in commits], **extra)
 
     def push(self, ago: float, commits: list[str], branch: str = "main", head: str | None = None,
-             reverts: list[str] | None = None) -> None:
+             reverts: list[str] | None = None, forced: bool = False) -> None:
         extra = {} if head is None else {"head": sha(head)}
+        if forced:
+            extra["forced"] = True
         if reverts:
             extra["reverts"] = [sha(c) for c in reverts]
         self._add("push", ago, repo=self.repo, branch=branch, commits=[sha(c) for c in commits], **extra)
 
     def deploy(self, ago: float, deploy_id: str, env: str = "production", status: str = "succeeded",
-               commits: list[str] | None = None, head: str | None = None, rollback_of: str | None = None) -> None:
-        fields = {"deploy_id": f"{self.team}-{deploy_id}", "repo": self.repo, "environment": env, "status": status}
+               commits: list[str] | None = None, head: str | None = None, rollback_of: str | None = None,
+               abbreviate: int = 40, repo: str | None = None) -> None:
+        fields = {"deploy_id": f"{self.team}-{deploy_id}", "repo": repo or self.repo, "environment": env, "status": status}
         if commits is not None:
-            fields["commits"] = [sha(c) for c in commits]
+            fields["commits"] = [sha(c)[:abbreviate] for c in commits]
         if head is not None:
-            fields["head"] = sha(head)
+            fields["head"] = sha(head)[:abbreviate]
         if rollback_of is not None:
             fields["rollback_of"] = f"{self.team}-{rollback_of}"
         self._add("deployment", ago, **fields)
@@ -78,7 +82,7 @@ def scenarios(now: float) -> tuple[list[dict], dict[str, dict[str, float]]]:
     s.task(400, "t2", ["a2"], ai_lines=20)
     s.task(400, "t3", ["x1"])
     out += s.events
-    expected["headonly"] = {"1h": 2.0}
+    expected["headonly"] = {"1h": 1.0}  # v3: two tasks shipped by one deployment: worth 1 to the team
 
     s = Scenario("redeploy", now)  # redeploys and a second production environment add nothing
     s.task(900, "t", ["c4"])
@@ -175,7 +179,7 @@ def gaming_scenarios(now: float) -> tuple[list[dict], dict[tuple[str, str, str],
     s.push(700, ["f1"])  # main fast-forwarded to the feature's head
     s.deploy(600, "d1", head="f1")
     out += s.events
-    expected[(nd, "ffmerge", "1h")] = 2.0
+    expected[(nd, "ffmerge", "1h")] = 1.0  # v3: one deployment is worth at most 1 to a team
 
     s = Scenario("afterdeploy", now)  # a task created after a deployment cannot claim it through a redeploy
     s.deploy(2000, "d1", commits=["a1"])
@@ -225,6 +229,66 @@ def gaming_scenarios(now: float) -> tuple[list[dict], dict[tuple[str, str, str],
     expected[(nd, "stagingrb", "1h")] = 1.0
     expected[(retracted, "stagingrb/rollback", "1h")] = None
 
+    # --- v3 (issue 17) ---
+
+    s = Scenario("split", now)  # one 50-line change cut into five 10-line tasks earns what one task earns: 1
+    for i in range(5):
+        s.task(1000, f"p{i}", [f"sp{i}"], ai_lines=10)
+    s.deploy(500, "d1", commits=[f"sp{i}" for i in range(5)])
+    out += s.events
+    expected[(nd, "split", "1h")] = 1.0
+
+    s = Scenario("trailers", now)  # 50 AI co-author trailer commits without lines, one deployment: 1, not 50
+    for i in range(50):
+        s.task(1000, f"c{i}", [f"tr{i}"])
+    s.deploy(500, "d1", commits=[f"tr{i}" for i in range(50)])
+    s.task(3000, "small", ["ts1"], ai_lines=3)  # a small change in a deployment of its own: 0.3
+    s.deploy(2500, "d2", commits=["ts1"])
+    out += s.events
+    expected[(nd, "trailers", "1h")] = 1.3
+
+    s = Scenario("abbrev", now)  # a short SHA names the full SHA pushed before the deployment, whatever the order
+    s.task(1000, "t", ["ab1"])
+    s.push(900, ["ab1"])
+    s.deploy(500, "d1", commits=["ab1"], abbreviate=7)
+    s.task(1000, "u", ["ab2"])  # never pushed: the short SHA names nothing
+    s.deploy(400, "d2", commits=["ab2"], abbreviate=8)
+    out += s.events
+    expected[(nd, "abbrev", "1h")] = 1.0
+
+    s = Scenario("oneanswer", now)  # two succeeded reports of one deploy_id with other commits: the first stands
+    s.task(1000, "t", ["oa1"])
+    s.task(1000, "u", ["oa2"])
+    s.deploy(500, "d1", commits=["oa1"])
+    s.deploy(400, "d1", commits=["oa2"])  # later, other commits: contested, changes nothing
+    s.deploy(300, "d1", commits=["oa1"])  # identical: a duplicate
+    out += s.events
+    expected[(nd, "oneanswer", "1h")] = 1.0
+    expected[(contested, "unassigned", "1h")] = 1
+
+    s = Scenario("laterreport", now)  # a later report with ai_lines 0, or an earlier `started`, lowers nothing
+    s.task(3600, "t", ["lr1"], ai_lines=8)
+    s.deploy(1800, "d1", commits=["lr1"])
+    s.task(900, "t", ["lr1"], ai_lines=0)
+    s.task(7.9 * 86400, "t", [], status="started")  # 7.9 days before the deployment: still in the task's window
+    out += s.events
+    expected[(nd, "laterreport", "1h")] = 0.8
+
+    s = Scenario("forced", now)  # commits force-pushed away before a head-only deployment do not ship
+    s.task(1000, "gone", ["fo1"])
+    s.task(1000, "kept", ["fo3"], ai_lines=4)
+    s.push(900, ["fo1", "fo2"])
+    s.push(800, ["fo3"], forced=True)
+    s.deploy(500, "d1", head="fo3")
+    out += s.events
+    expected[(nd, "forced", "1h")] = 0.4
+
+    s = Scenario("repocase", now)  # a plugin's `Acme/RepoCase` and the CD tool's `acme/repocase` are one repo
+    s.task(1000, "t", ["rc1"], repo="Acme/RepoCASE")
+    s.deploy(500, "d1", commits=["rc1"], repo="acme/repocase")
+    out += s.events
+    expected[(nd, "repocase", "1h")] = 1.0
+
     s = Scenario("poison", now)  # a task no counter can hold is rejected; the events after it are credited
     s._add("task", 1000, task_id="poison-x", team="poison", tool="claude-code", status="completed", repo=s.repo,
            commits=[sha("z0")], ai_lines=18446744073709551616)
@@ -233,6 +297,15 @@ def gaming_scenarios(now: float) -> tuple[list[dict], dict[tuple[str, str, str],
     out += s.events
     expected[(nd, "poison", "1h")] = 1.0
     return out, expected
+
+
+def _settle(mismatches: Callable[[], list]) -> None:
+    """Wait for no mismatch (failing with the mismatches themselves), then check nothing moves a moment later."""
+    try:
+        wait_for(lambda: not mismatches(), 60, "the expected values")
+    except AssertionError:
+        assert mismatches() == []
+    time.sleep(2)
 
 
 def _labels(metric: str, who: str, window: str) -> tuple:
@@ -264,8 +337,7 @@ def test_gaming_attempts_earn_nothing_extra(pipeline):
     accepted = lambda: sum(pipeline.events_total(t, "accepted") for t in ("task", "push", "deployment"))  # noqa: E731
     wait_for(lambda: accepted() == valid, 60, "every valid event to be accepted")
     wait_for(lambda: pipeline.events_total("task", "invalid") == 1, 60, "the poison task to be counted invalid")
-    wait_for(lambda: not mismatches(), 60, "the expected values")
-    time.sleep(2)
+    _settle(mismatches)
     assert mismatches() == []
     # The poison task is on the dead-letter topic with its reason.
     reasons = [item["reason"] for item in pipeline.dead_letters(1)]
@@ -295,8 +367,7 @@ def test_scenarios_give_exact_normalized_deployments(pipeline):
     wait_for(lambda: pipeline.events_total("task", "accepted") + pipeline.events_total("deployment", "accepted")
              + pipeline.events_total("push", "accepted") + pipeline.events_total("token", "accepted") == len(events),
              60, "every event to be accepted")
-    wait_for(lambda: not mismatches(), 60, "the expected normalized deployments")
-    time.sleep(2)
+    _settle(mismatches)
     assert mismatches() == []
     m = pipeline.metrics()
 

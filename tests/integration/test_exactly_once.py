@@ -100,6 +100,15 @@ def assert_exact(pipeline, n_events: int = EVENTS, duplicates: int = DUPLICATES,
         if name == "aiyield_tasks" and ("window", "30d") in labels and ("status", "shipped") in labels
     )
     assert shipped == repos
+    # The processing-time counters (contract v3 §3) are written in the same transaction: just as exact.
+    total = lambda name, **want: sum(  # noqa: E731
+        v for (n, labels), v in m.items() if n == name and all((k, w) in labels for k, w in want.items())
+    )
+    assert total("aiyield_spend_usd_total") == pytest.approx(n_events * 0.001, abs=1e-9)
+    assert total("aiyield_tokens_total", type="input") == expected_input_tokens(n_events)
+    assert total("aiyield_normalized_deployments_total") == repos
+    assert total("aiyield_tasks_total", status="shipped") == repos
+    assert total("aiyield_deployments_total", environment="production", status="succeeded") == repos
 
 
 @pytest.mark.parametrize("kills", [1, 3])

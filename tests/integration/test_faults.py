@@ -80,6 +80,11 @@ def scrape_status(pipeline) -> int:
         return exc.code
 
 
+def spend_counted(pipeline) -> float:
+    """`aiyield_spend_usd_total`, summed: a processing-time counter (it must never go down)."""
+    return sum(v for (name, _labels), v in pipeline.metrics().items() if name == "aiyield_spend_usd_total")
+
+
 def finished(pipeline) -> bool:
     return accepted(pipeline) >= N_EVENTS and credited(pipeline) >= REPOS
 
@@ -133,12 +138,16 @@ def test_redis_killed_and_restarted_mid_stream(isolated_env, tmp_path):
         pipeline.send(workload(int(time.time()), N_EVENTS, DUPLICATES, REPOS))
         worker = pipeline.start_worker()
         wait_for(lambda: accepted(pipeline) > 0, 90, "the worker to make progress")
+        counted = spend_counted(pipeline)
         kill(server)
         # While Redis is down the exporter answers 500 (never a 200 with missing data) and the worker waits.
         assert scrape_status(pipeline) == 500
         time.sleep(random.Random(SEED).uniform(2, 6))
         assert worker.poll() is None, pipeline.logs()
         server = valkey(tmp_path / "redis", port, 1)  # same port, same append-only file
+        # The counters came back with their data: Prometheus sees no reset (contract v3 §3).
+        wait_for(lambda: scrape_status(pipeline) == 200, 30, "the exporter to read Redis again")
+        assert spend_counted(pipeline) >= counted > 0
         before = accepted(pipeline)
         assert before < N_EVENTS, "Redis came back after the worker had finished: not mid-stream"
         wait_for(lambda: finished(pipeline), 240 * SCALE, "the worker to finish after Redis came back")
@@ -218,7 +227,7 @@ def aiyield(pipeline, *args: str) -> subprocess.CompletedProcess:
 
 #: Gauges the exporter derives at scrape time from the stored windows *and the clock* (a forecast made a minute later
 #: differs by design); the stored windows they are derived from are compared through every other metric.
-CLOCK_DERIVED = ("aiyield_month_forecast_usd", "aiyield_budget_burn_rate", "aiyield_usage_spike_score",
+CLOCK_DERIVED = ("aiyield_month_forecast_usd", "aiyield_budget_burn_ratio", "aiyield_budget_burn_rate", "aiyield_usage_spike_score",
                  "aiyield_waste_score", "aiyield_waste_signal")
 
 

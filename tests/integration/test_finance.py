@@ -126,7 +126,7 @@ def test_only_the_team_whose_output_does_not_follow_its_spend_is_flagged(pipelin
         _, end = finance.month_bounds(now)
         days = (end - finance.month_bounds(now)[0]) / 86400
         spend_24h = v("aiyield_spend_usd", team="burner", tool="claude-code", model="claude-sonnet-4", window="24h")
-        assert v("aiyield_budget_burn_rate", team="burner") == pytest.approx(spend_24h / (5000 / days))
+        assert v("aiyield_budget_burn_ratio", team="burner") == pytest.approx(spend_24h / (5000 / days))
 
         # The finance report reads the same figures.
         env = {**pipeline.env, "AIYIELD_BUDGETS": str(budgets_file)}

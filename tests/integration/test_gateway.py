@@ -193,7 +193,7 @@ def test_otlp_from_the_real_sdk_counts_cumulative_totals_once(pipeline, gateway)
     pipeline.wait_value("aiyield_tokens", 1500, type="input", **labels)
     pipeline.wait_value("aiyield_spend_usd", 0.5, **labels)
     assert pipeline.value("aiyield_tokens", type="output", **labels) == 200
-    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", type="added", window="1h")
+    pipeline.wait_value("aiyield_tool_lines", 5, team="payments", tool="claude-code", change="added", window="1h")
     with urllib.request.urlopen(gateway + "/metrics") as response:
         text = response.read().decode()
     assert 'aiyield_gateway_ignored_total{source="otlp_metrics"}' in text
@@ -289,6 +289,103 @@ def test_finding_4_scoped_tokens_write_only_inside_their_scope(pipeline, scoped_
     pipeline.wait_value("aiyield_events_total", 1, type="deployment", outcome="accepted")
     assert pipeline.value("aiyield_tokens", team="payments", tool="cursor", model="gpt-5", type="input",
                           window="1h") == 100  # only the unscoped token's
+
+
+def timed_post(url: str, body, headers: dict) -> tuple[int, dict, float, float]:
+    """A post with the wall-clock interval it took: a gateway's receive time lies inside it."""
+    before = time.time()
+    status, answer = post(url, body, headers)
+    return status, answer, before, time.time()
+
+
+def test_v3_scopes_and_arrival_stamps_through_the_gateway(pipeline, tmp_path):
+    """Contract v3 §4: a repo-scoped token writes tasks only for the teams owning the repo; §2: whatever a scoped
+    token or a webhook writes carries the gateway's receive time as `arrival`, overwriting its own; an unscoped token
+    is trusted with what it sends; §1: repo names are folded, abbreviated task SHAs refused naming the rule."""
+    org = tmp_path / "org.toml"
+    org.write_text('[teams.web]\nrepos = ["Shop/*"]\n\n[teams.payments]\nrepos = ["bank/*"]\n\n'
+                   '[teams.octo]\nrepos = ["codertocat/*"]\n')
+    pipeline.start_worker()
+    gateway = pipeline.start_gateway(
+        AIYIELD_INGEST_TOKENS=f"{INGEST_TOKEN},web-token@team=web,shop-token@repo=shop/*,pay-token@team=payments",
+        AIYIELD_GITHUB_SECRET=GITHUB_SECRET, AIYIELD_GITLAB_TOKEN=GITLAB_TOKEN, AIYIELD_ORG=str(org),
+    )
+    url = gateway + "/v1/events"
+    now = time.time()
+
+    def task(i: int, team: str, repo: str = "Shop/API", **kw) -> dict:
+        return {"type": "task", "id": f"v3-task-{i}", "ts": now - 60, "task_id": f"T{i}", "team": team,
+                "tool": "cursor", "status": "completed", "repo": repo, "commits": [f"{i:040x}"], **kw}
+
+    push = {"type": "push", "id": "v3-push", "ts": now - 30, "repo": "shop/api", "branch": "main",
+            "commits": [f"{1:040x}"]}
+    status, answer, shop_from, shop_to = timed_post(url, [
+        task(1, "web", arrival=1.0),  # dated back by its own arrival: overwritten
+        task(2, "payments"),  # another team's task in a repo web owns
+        push,
+        task(3, "payments", repo="bank/core"),  # a repo outside the token's scope
+    ], {"Authorization": "Bearer shop-token"})
+    assert status == 202 and answer["accepted"] == 2, answer
+    assert [r["index"] for r in answer["rejected"]] == [1, 3]
+    assert "repo-scoped token writes tasks only under the teams whose repos in the organisation file match " \
+           "'shop/api' (web) (contract v3 §4)" in answer["rejected"][0]["error"]
+    assert "repo 'bank/core' is outside this ingest token's scope" in answer["rejected"][1]["error"]
+    status, answer = post(url, task(4, "payments"), {"Authorization": "Bearer shop-token"})
+    assert status == 403 and answer["accepted"] == 0
+
+    status, answer, web_from, web_to = timed_post(url, task(5, "web", repo="bank/core", arrival=now + 10),
+                                                  {"Authorization": "Bearer web-token"})
+    assert (status, answer["accepted"]) == (202, 1)
+
+    short = {**task(6, "payments"), "commits": ["abcdef1"]}
+    status, answer = post(url, [task(7, "payments", arrival=now - 100), task(8, "payments"), short], bearer())
+    assert status == 202 and answer["accepted"] == 2
+    assert "task commits must be full 40- or 64-character SHAs, got 'abcdef1'" in answer["rejected"][0]["error"]
+    assert "contract v3 §1" in answer["rejected"][0]["error"]
+
+    hook = json.loads((FIXTURES / "github/push.branch.json").read_bytes())
+    hook["repository"]["pushed_at"] = int(now - 20)
+    hook["commits"][0]["message"] += "\n\nCo-authored-by: Claude <noreply@anthropic.com>"
+    before = time.time()
+    assert github(gateway, "push", hook, "v3-delivery")[1]["accepted"] == 2
+    github_from, github_to = before, time.time()
+
+    # Every endpoint a scoped token opens stamps the same way: LiteLLM, OTLP, Argo CD.
+    litellm_body = (FIXTURES / "litellm/single.0.json").read_bytes()  # team payments
+    status, answer, llm_from, llm_to = timed_post(gateway + "/v1/webhooks/litellm", litellm_body,
+                                                  {"Authorization": "Bearer pay-token"})
+    assert (status, answer["accepted"]) == (202, 1), answer
+    metrics = otlp_sum(1000, int((now - 120) * 1e9), int((now - 60) * 1e9))
+    metrics["resourceMetrics"][0]["resource"]["attributes"][1]["value"]["stringValue"] = "web"
+    status, _, otlp_from, otlp_to = timed_post(gateway + "/v1/metrics", metrics, {"Authorization": "Bearer web-token"})
+    assert status == 200
+    rendered = {"id": "argocd/shop@v3", "app": "shop", "repo": "Shop/API", "revision": "a" * 40,
+                "environment": "production", "phase": "Succeeded", "sync_status": "Synced", "health_status": "Healthy",
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 5))}
+    status, answer, argo_from, argo_to = timed_post(gateway + "/v1/webhooks/argocd", rendered,
+                                                    {"Authorization": "Bearer shop-token"})
+    assert (status, answer["accepted"]) == (202, 1), answer
+
+    published = {e["id"]: e for e in pipeline.published(10)}
+    assert len(published) == 10, sorted(published)
+    (llm,) = [e for e in published.values() if e["id"].startswith("chatcmpl-")]
+    (otlp,) = [e for e in published.values() if e["type"] == "token" and e["team"] == "web"]
+    (argo,) = [e for e in published.values() if e["type"] == "deployment"]
+    assert llm_from <= llm["arrival"] <= llm_to and otlp_from <= otlp["arrival"] <= otlp_to
+    assert argo_from <= argo["arrival"] <= argo_to and argo["repo"] == "shop/api"
+    assert shop_from <= published["v3-task-1"]["arrival"] <= shop_to
+    assert shop_from <= published["v3-push"]["arrival"] <= shop_to
+    assert web_from <= published["v3-task-5"]["arrival"] <= web_to
+    assert published["v3-task-7"]["arrival"] == now - 100  # unscoped: trusted like an operator
+    assert "arrival" not in published["v3-task-8"]
+    webhook = [e for e in published.values() if e["id"].startswith(("github-push-", "git-"))]
+    assert len(webhook) == 2 and all(github_from <= e["arrival"] <= github_to for e in webhook)
+    assert published["v3-task-1"]["repo"] == "shop/api"  # folded at the gateway, as everywhere downstream
+    assert {e["repo"] for e in webhook} == {"codertocat/hello-world"}
+
+    # The worker reads the stamped events back as valid: five tasks and two pushes.
+    pipeline.wait_value("aiyield_events_total", 5, type="task", outcome="accepted")
+    pipeline.wait_value("aiyield_events_total", 2, type="push", outcome="accepted")
 
 
 def test_finding_4_an_open_gateway_beyond_loopback_refuses_to_start(pipeline):

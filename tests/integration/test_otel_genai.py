@@ -63,8 +63,11 @@ def test_genai_counters_win_over_the_histogram_and_context_metrics_arrive(pipeli
 
     ctx = dict(team="payments", tool="claude-code", window="1h")
     pipeline.wait_value("aiyield_tool_pull_requests", 1, **ctx)
-    assert pipeline.value("aiyield_tool_lines", type="added", **ctx) == 42
-    assert pipeline.value("aiyield_tool_lines", type="removed", **ctx) == 7
+    assert pipeline.value("aiyield_tool_lines", change="added", **ctx) == 42
+    assert pipeline.value("aiyield_tool_lines", change="removed", **ctx) == 7
     assert pipeline.value("aiyield_tool_commits", **ctx) == 3
+    # and their processing-time counters
+    assert pipeline.value("aiyield_tool_lines_total", change="added", team="payments", tool="claude-code") == 42
+    assert pipeline.value("aiyield_tool_commits_total", team="payments", tool="claude-code") == 3
     assert not [k for k in pipeline.metrics() if k[0].startswith("aiyield_tool_") and any(
         label in ("developer", "user") for label, _v in k[1])]

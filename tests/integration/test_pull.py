@@ -121,13 +121,14 @@ def test_cursor_spend_figures_and_ai_commits_into_normalized_deployments(pipelin
     assert v("aiyield_spend_usd", team="payments", tool="cursor", model="seats") == pytest.approx(seat["payments"], abs=1e-6)
     assert v("aiyield_spend_usd", team="growth", tool="cursor", model="seats") == pytest.approx(seat["growth"], abs=1e-6)
     expected_figures = {
-        ("aiyield_tool_lines", "accepted"): 150, ("aiyield_tool_suggestions", "shown"): 60,
-        ("aiyield_tool_suggestions", "accepted"): 25, ("aiyield_tool_active_user_days", "active"): 2,
+        ("aiyield_tool_lines", "change", "accepted"): 150, ("aiyield_tool_suggestions", "stage", "shown"): 60,
+        ("aiyield_tool_suggestions", "stage", "accepted"): 25,
+        ("aiyield_tool_active_user_days", "engagement", "active"): 2,
     }
     if y2 not in days:  # a pull just after midnight reads one settled day fewer (y2 always is)
         raise AssertionError("the day before yesterday is always settled")
-    for (name, kind), value in expected_figures.items():
-        assert v(name, team="payments", tool="cursor", type=kind) == value, name
+    for (name, label, kind), value in expected_figures.items():
+        assert v(name, team="payments", tool="cursor", **{label: kind}) == value, name
     assert v("aiyield_tool_requests", team="payments", tool="cursor") == 7
     assert v("aiyield_tasks", team="payments", tool="cursor", status="shipped") == 1
     assert pipeline.events_total("token", "invalid") == 1 and pipeline.events_total("task", "invalid") == 1
@@ -178,20 +179,20 @@ def test_claude_code_analytics_figures_and_spend_only_when_it_owns_spend(pipelin
     v = lambda name, **labels: seven_days(pipeline, name, tool="claude-code", **labels)  # noqa: E731
     pipeline.wait_value("aiyield_tool_sessions", 5, team="payments", tool="claude-code", window="7d")
     pipeline.wait_value("aiyield_tool_sessions", 2, team="growth", tool="claude-code", window="7d")
-    assert v("aiyield_tool_edit_decisions", team="payments", type="accepted") == 14
-    assert v("aiyield_tool_edit_decisions", team="payments", type="rejected") == 3
-    assert v("aiyield_tool_active_user_days", team="payments", type="active") == 2
+    assert v("aiyield_tool_edit_decisions", team="payments", decision="accepted") == 14
+    assert v("aiyield_tool_edit_decisions", team="payments", decision="rejected") == 3
+    assert v("aiyield_tool_active_user_days", team="payments", engagement="active") == 2
     if spend == "analytics":
         pipeline.wait_value("aiyield_spend_usd", 1.2345, team="payments", tool="claude-code",
                             model="claude-sonnet-4-5-20250929", window="7d")
         assert v("aiyield_spend_usd", team="payments", model="claude-haiku-4-5") == pytest.approx(0.0055, abs=1e-9)
         assert v("aiyield_tokens", team="payments", model="claude-sonnet-4-5-20250929", type="cache_write") == 3000
-        assert v("aiyield_tool_lines", team="payments", type="added") == 310
+        assert v("aiyield_tool_lines", team="payments", change="added") == 310
         assert v("aiyield_tool_commits", team="growth") == 1
         assert v("aiyield_tool_pull_requests", team="payments") == 1
     else:  # OpenTelemetry owns spend, lines, commits and pull requests: none of them from this source
         assert v("aiyield_spend_usd", team="payments", model="claude-sonnet-4-5-20250929") is None
-        assert v("aiyield_tool_lines", team="payments", type="added") is None
+        assert v("aiyield_tool_lines", team="payments", change="added") is None
         assert v("aiyield_tool_commits", team="growth") is None
     accepted = {t: pipeline.events_total(t, "accepted") for t in ("token", "context")}
 
@@ -244,15 +245,15 @@ def test_copilot_figures_per_team_and_seat_spend(pipeline, vendor_apis, tmp_path
     assert result.returncode == 0, result.stderr + result.stdout
 
     v = lambda name, **labels: seven_days(pipeline, name, tool="copilot", **labels)  # noqa: E731
-    pipeline.wait_value("aiyield_tool_lines", 37, team="payments", tool="copilot", type="accepted", window="7d")
-    assert v("aiyield_tool_lines", team="payments", type="suggested") == 110
-    assert v("aiyield_tool_suggestions", team="payments", type="shown") == 60
-    assert v("aiyield_tool_suggestions", team="payments", type="accepted") == 15
+    pipeline.wait_value("aiyield_tool_lines", 37, team="payments", tool="copilot", change="accepted", window="7d")
+    assert v("aiyield_tool_lines", team="payments", change="suggested") == 110
+    assert v("aiyield_tool_suggestions", team="payments", stage="shown") == 60
+    assert v("aiyield_tool_suggestions", team="payments", stage="accepted") == 15
     assert v("aiyield_tool_requests", team="payments") == 3
-    assert v("aiyield_tool_active_user_days", team="payments", type="active") == 3
-    assert v("aiyield_tool_active_user_days", team="payments", type="engaged") == 2
-    assert v("aiyield_tool_lines", team="platform", type="accepted") == 4
-    assert v("aiyield_tool_lines", team="growth", type="accepted") is None  # under GitHub's 5-seat group
+    assert v("aiyield_tool_active_user_days", team="payments", engagement="active") == 3
+    assert v("aiyield_tool_active_user_days", team="payments", engagement="engaged") == 2
+    assert v("aiyield_tool_lines", team="platform", change="accepted") == 4
+    assert v("aiyield_tool_lines", team="growth", change="accepted") is None  # under GitHub's 5-seat group
     seat = lambda n: sum(n * 19.0 / month_days(d) for d in (d3, d2))  # noqa: E731
     assert v("aiyield_spend_usd", team="payments", model="seats") == pytest.approx(seat(5), abs=1e-6)
     assert v("aiyield_spend_usd", team="platform", model="seats") == pytest.approx(seat(5), abs=1e-6)
@@ -264,8 +265,8 @@ def test_copilot_figures_per_team_and_seat_spend(pipeline, vendor_apis, tmp_path
     vendor_apis.copilot_users["orgs"][y] = [copilot_user(y, "plat1", 1, 1, 1, 1, 0)]
     again = pull(env, "copilot", "--days", "3")
     assert again.returncode == 0, again.stderr
-    pipeline.wait_value("aiyield_tool_lines", 5, team="platform", tool="copilot", type="accepted", window="7d")
-    assert v("aiyield_tool_lines", team="payments", type="accepted") == 37
+    pipeline.wait_value("aiyield_tool_lines", 5, team="platform", tool="copilot", change="accepted", window="7d")
+    assert v("aiyield_tool_lines", team="payments", change="accepted") == 37
     assert pipeline.events_total("context", "duplicate") == 0  # the days already read were not asked again
     assert pipeline.events_total("token", "accepted") == accepted["token"] + 3  # one more day of seats per team
 

@@ -140,18 +140,20 @@ def test_billed_and_capture_ratio_beside_the_pipeline_spend(pipeline, billing_ap
         return samples.get((name, tuple(sorted(labels.items()))))
 
     expected = {
-        # provider, window: (billed USD, capture ratio)
-        ("anthropic", "24h"): (20.0, 15 / 20),
-        ("anthropic", "7d"): (80.0, 60 / 80),
-        ("anthropic", "30d"): (310.0, 70 / 310),
-        ("openai", "24h"): (5.0, 5 / 5),
-        ("openai", "7d"): (20.0, 17 / 20),
-        ("openai", "30d"): (20.0, 17 / 20),
+        # provider, days: (billed USD, capture ratio)
+        ("anthropic", "1"): (20.0, 15 / 20),
+        ("anthropic", "7"): (80.0, 60 / 80),
+        ("anthropic", "30"): (310.0, 70 / 310),
+        ("openai", "1"): (5.0, 5 / 5),
+        ("openai", "7"): (20.0, 17 / 20),
+        ("openai", "30"): (20.0, 17 / 20),
     }
-    for (provider, window), (billed, capture) in expected.items():
-        assert v("aiyield_billed_usd", provider=provider, window=window) == billed, (provider, window)
-        assert v("aiyield_spend_capture_ratio", provider=provider, window=window) == capture, (provider, window)
-    assert not [k for k in samples if k[0].startswith(("aiyield_billed_usd", "aiyield_spend_capture")) and ("window", "1h") in k[1]]
+    for (provider, days), (billed, capture) in expected.items():
+        assert v("aiyield_billed_usd", provider=provider, days=days) == billed, (provider, days)
+        assert v("aiyield_billed_estimated_usd", provider=provider, days=days) == pytest.approx(billed * capture)
+        assert v("aiyield_spend_capture_ratio", provider=provider, days=days) == capture, (provider, days)
+    billed_labels = {k[1] for k in samples if k[0].startswith(("aiyield_billed_usd", "aiyield_spend_capture"))}
+    assert billed_labels and not [labels for labels in billed_labels if "window" in dict(labels)]
     for provider in ("anthropic", "openai"):
         assert v("aiyield_billed_through_timestamp_seconds", provider=provider) == today
         assert v("aiyield_billed_last_sync_timestamp_seconds", provider=provider) == now

@@ -129,6 +129,36 @@ async def test_counters_saturate_instead_of_failing(store):
     assert sums[series("tokens", "t", "x", "m", "output")] == 21  # the rest of each batch applied, exactly
 
 
+async def test_processing_time_counters_add_and_peak(store):
+    """Plain counters add; a peaked counter is the highest its net sum has been, exactly, also past 2^53 (the apply
+    script compares them as decimal strings: Lua's numbers are doubles)."""
+    def plan(totals: dict[str, int], peaks: dict[str, int]):
+        def p(fresh):
+            yield Read()
+            return Writes(totals=dict(totals), peaks=dict(peaks))
+
+        return p
+
+    big = 2**60
+    steps = [
+        ({"a": 5}, {"p": 3}),
+        ({}, {"p": -2}),  # net 1: the counter stays at 3
+        ({"a": 1}, {"p": 1}),  # net 2: still 3 (the deficit is filled first)
+        ({}, {"p": 4}),  # net 6: the counter follows
+        ({"a": big}, {"q": big + 1, "r": -5}),
+        ({}, {"q": -1, "r": 3}),  # q's net falls below its peak; r's net never rose above 0
+        ({}, {"q": 2}),  # big + 2: one more than the peak, invisible to a double comparison
+    ]
+    for offset, (totals, peaks) in enumerate(steps):
+        await store.transact("c", [record(offset)], plan(totals, peaks))
+    if isinstance(store, MemoryStore):
+        counted = {k: v for k, v in store.totals.items() if v}
+    else:
+        client = redis.Redis.from_url(store.url)
+        counted = {k.decode(): int(v) for k, v in client.hgetall(keys.TOTALS).items() if int(v)}
+    assert counted == {"a": big + 6, "p": 6, "q": big + 2}
+
+
 # Dedup markers on a real Redis.
 
 PRICES = PriceTable.load(None)

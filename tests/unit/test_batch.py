@@ -90,8 +90,9 @@ def test_join_credits_once_and_writes_state_under_the_join_keys():
     assert store.window_sums("1h")[series("credit", "pay")] == SCALE["credit"] // 2
     assert store.window_sums("1h")[series("tasks", "pay", "cc", "shipped")] == 1
     assert any(name == keys.join_task("pay", "t", 0)[1] for _key, name in store.fields)
-    assert any(key.startswith("ay:j:c:") and name == sha("a")[:7] for key, name in store.fields)
+    assert any(key.startswith("ay:j:c:") and name == keys.commit_field(sha("a")) for key, name in store.fields)
     assert keys.join_deployment("shop", "d1") in store.values
+    assert keys.join_credit("pay", "shop", "d1") in store.values
 
 
 def test_names_beyond_the_caps_are_folded_into_other_and_counted():
@@ -111,3 +112,45 @@ def test_names_beyond_the_caps_are_folded_into_other_and_counted():
     asyncio.run(store.transact("ingest", consumed, batch.ingest(decoded, PRICES, NOW, caps)))
     assert store.window_sums("1h")[series("spend", "made-up-0", "cc", "m")] == 2 * SCALE["spend"] // 4
     assert store.window_sums("1h")[series("overflow", "team")] == 5
+
+
+def test_processing_time_counters_count_accepted_events_once():
+    store = MemoryStore()
+    deploy = event(type="deployment", id="d1", deploy_id="d1", repo="r", environment="Production", status="succeeded",
+                   head="a" * 40)
+    old = token("old", ts=NOW - 90 * 86400)  # older than every window: the counters still count it
+    ingest(store, [token("a"), token("a"), old, deploy, task("t1", "task-1")])
+    ingest(store, [deploy, event(type="deployment", id="d2", deploy_id="d2", repo="r", environment="qa",
+                                 status="failed")], start=1)
+    assert store.totals[series("spend", "pay", "cc", "m")] == 2 * SCALE["spend"] // 4
+    assert store.totals[series("tokens", "pay", "cc", "m", "input")] == 2
+    assert store.totals[series("tasks", "pay", "cc", "completed")] == 1
+    assert store.totals[series("deployments", "production", "succeeded")] == 1  # its duplicate counts nothing
+    assert store.totals[series("deployments", "other", "failed")] == 1
+
+
+def test_join_counters_never_decrease_when_credit_moves_or_is_rolled_back():
+    """Credit given counts once whether it moves between deployments or is taken back; the retraction counts."""
+    store = MemoryStore()
+
+    def join(offset: int, *events: Event) -> None:
+        consumed, decoded = records(list(events), topic="join", start=offset)
+        asyncio.run(store.transact("join", consumed, batch.join(decoded, Policy(), NOW)))
+
+    def deploy(deploy_id: str, ago: float, status: str = "succeeded") -> Event:
+        return event(type="deployment", id=f"{deploy_id}-{status}", deploy_id=deploy_id, repo="shop",
+                     environment="prod", status=status, commits=[sha("a")], ts=NOW - ago)
+
+    given, shipped = series("credit", "pay"), series("tasks", "pay", "cc", "shipped")
+    join(0, task("t1", "t", repo="shop", commits=[sha("a")], ts=NOW - 600), deploy("d2", 60))
+    assert (store.totals[given], store.totals[shipped]) == (SCALE["credit"], 1)
+    # An earlier deployment of the same commit arrives late: the credit moves to it (-1 at d2, +1 at d1).
+    join(1, deploy("d1", 300))
+    assert store.window_sums("1h")[given] == SCALE["credit"]
+    assert (store.totals[given], store.totals[shipped]) == (SCALE["credit"], 1)
+    # d1 is rolled back: its credit is retracted, and d2 ships the task again.
+    join(2, deploy("d1", 30, status="rolled_back"))
+    assert store.window_sums("1h")[series("retracted", "pay", "rollback")] == SCALE["credit"]
+    assert store.totals[series("retracted", "pay", "rollback")] == SCALE["credit"]
+    assert store.totals[given] == 2 * SCALE["credit"]  # given twice (d1, then d2), retracted once: 1 survives
+    assert store.totals[shipped] == 1  # one task, shipped, rolled back and shipped again

@@ -58,6 +58,16 @@ def snapshot() -> Snapshot:
     return Snapshot(
         now=NOW, sums={w: index(named) for w, named in sums.items()}, developers={w: {"payments": 3, "growth": 1} for w in WINDOWS}, teams={"payments", "growth"},
         events_total={("token", "accepted"): 10, ("token", "invalid"): 1}, last_ts={"token": 1700000000.0},
+        totals=index({
+            series(Measure.SPEND, "payments", "claude-code", "claude-sonnet-4"): 5 * SCALE["spend"] // 2,
+            series(Measure.TOKENS, "payments", "claude-code", "claude-sonnet-4", "input"): 1500,
+            series(Measure.TASKS, "payments", "claude-code", "shipped"): 2,
+            series(Measure.CREDIT, "payments"): 3 * SCALE["credit"] // 2,
+            series(Measure.RETRACTED, "payments", "rollback"): SCALE["credit"] // 2,
+            series(Measure.DEPLOYMENTS, "production", "succeeded"): 4,
+            series(Measure.DEPLOYMENTS, "other", "failed"): 1,
+            series(Measure.CONTEXT, "payments", "claude-code", "lines_added"): 120,
+        }),
         # growth has been spending for 20 minutes and never shipped: past the 15-minute grace.
         buckets={
             window: {start: index(named) for start, named in by_start.items()}
@@ -97,6 +107,21 @@ def test_values():
     assert r.get_sample_value("aiyield_contested_claims", {"team": "growth", "window": "24h"}) == 6
 
 
+def test_counters():
+    """The processing-time counters, served as `<name>_total` beside the gauges of the same stem."""
+    r = registry()
+    spend = {"team": "payments", "tool": "claude-code", "model": "claude-sonnet-4"}
+    assert r.get_sample_value("aiyield_spend_usd_total", spend) == 2.5
+    assert r.get_sample_value("aiyield_spend_usd", {**spend, "window": "1h"}) == 1.5  # the gauge is still there
+    assert r.get_sample_value("aiyield_tokens_total", {**spend, "type": "input"}) == 1500
+    assert r.get_sample_value("aiyield_tasks_total", {"team": "payments", "tool": "claude-code", "status": "shipped"}) == 2
+    assert r.get_sample_value("aiyield_normalized_deployments_total", {"team": "payments"}) == 1.5
+    assert r.get_sample_value("aiyield_retracted_normalized_deployments_total", {"team": "payments", "reason": "rollback"}) == 0.5
+    assert r.get_sample_value("aiyield_deployments_total", {"environment": "production", "status": "succeeded"}) == 4
+    assert r.get_sample_value("aiyield_tool_lines_total", {"team": "payments", "tool": "claude-code", "change": "added"}) == 120
+    assert r.get_sample_value("aiyield_tool_commits_total", {"team": "payments", "tool": "claude-code"}) is None
+
+
 def test_finance_values():
     r = registry()
     assert r.get_sample_value("aiyield_budget_usd", {"team": "payments"}) == 3000
@@ -107,7 +132,8 @@ def test_finance_values():
     forecast = r.get_sample_value("aiyield_month_forecast_usd", {"team": "payments"})
     assert abs(forecast - (17 * 24 + 24 * (1 - (10 * 3600 + 1200) / 86400) + 13 * 24)) < 1e-9
     assert r.get_sample_value("aiyield_month_spend_usd", {"team": "finance-only"}) == 0
-    assert r.get_sample_value("aiyield_budget_burn_rate", {"team": "payments"}) == 1.5 / 100  # 1.5 USD in 24h / 100 a day
+    assert r.get_sample_value("aiyield_budget_burn_ratio", {"team": "payments"}) == 1.5 / 100  # 1.5 USD in 24h / 100 a day
+    assert r.get_sample_value("aiyield_budget_burn_rate", {"team": "payments"}) == 1.5 / 100  # its old name, one release
     assert r.get_sample_value("aiyield_usage_spike_score", {"team": "payments"}) == 1.5
     assert r.get_sample_value("aiyield_usage_spike_score", {"team": "growth"}) == 40  # no history: against 1 USD/h
     assert r.get_sample_value("aiyield_waste_signal", {"team": "growth", "signal": "usage_without_output"}) == 1
@@ -131,12 +157,16 @@ def test_read_time_cardinality_guard_folds_the_least_active_names():
     snap = snapshot()
     for i in range(5):
         snap.sums["1h"][Measure.SPEND][(f"made-up-{i}", "t", "m")] = i
+        snap.totals[Measure.SPEND][(f"made-up-{i}", "t", "m")] = 10 * i
         snap.teams.add(f"made-up-{i}")
     folded = fold(snap, Caps(team=3))
     r = registry(folded)
     teams = {s.labels["team"] for m in r.collect() if m.name == "aiyield_spend_usd" for s in m.samples}
     assert teams == {"payments", "growth", "made-up-4", "other"}
     assert r.get_sample_value("aiyield_spend_usd", {"team": "other", "tool": "t", "model": "m", "window": "1h"}) == (0 + 1 + 2 + 3) / 1e9
+    # The counters fold with the same names as the gauges.
+    assert r.get_sample_value("aiyield_spend_usd_total", {"team": "other", "tool": "t", "model": "m"}) == 10 * (0 + 1 + 2 + 3) / 1e9
+    assert r.get_sample_value("aiyield_spend_usd_total", {"team": "made-up-4", "tool": "t", "model": "m"}) == 40 / 1e9
     assert fold(snapshot(), Caps()) is not None
 
 
@@ -177,11 +207,14 @@ def test_billing_families_are_absent_until_reconcile_ran_and_1h_never_appears():
     registry.register(Billing())
     value = registry.get_sample_value
     # The snapshot's daily history: 24 USD of claude-sonnet-4 a day.
-    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "7d"}) == 7 * 48
-    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "window": "7d"}) == 0.5
-    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "window": "24h"}) == 0.5
-    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "30d"}) is None  # 7 days reconciled
-    assert value("aiyield_billed_usd", {"provider": "anthropic", "window": "1h"}) is None
+    assert value("aiyield_billed_usd", {"provider": "anthropic", "days": "7"}) == 7 * 48
+    assert value("aiyield_billed_estimated_usd", {"provider": "anthropic", "days": "7"}) == 7 * 24
+    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "days": "7"}) == 0.5
+    assert value("aiyield_spend_capture_ratio", {"provider": "anthropic", "days": "1"}) == 0.5
+    assert value("aiyield_billed_usd", {"provider": "anthropic", "days": "30"}) is None  # 7 days reconciled
+    # `days`, never `window`: bills are whole UTC days, not (now - window, now]; and nothing for an hour.
+    assert {s.labels.get("days") for m in registry.collect() if m.name == "aiyield_billed_usd" for s in m.samples} == {"1", "7"}
+    assert all("window" not in s.labels for m in registry.collect() for s in m.samples)
     assert value("aiyield_billed_through_timestamp_seconds", {"provider": "anthropic"}) == day
     assert value("aiyield_billed_last_sync_timestamp_seconds", {"provider": "anthropic"}) == NOW - 60
-    assert value("aiyield_billed_usd", {"provider": "openai", "window": "7d"}) is None
+    assert value("aiyield_billed_usd", {"provider": "openai", "days": "7"}) is None

@@ -59,10 +59,10 @@ def test_resolve_services_reads_the_state_file_named_by_the_environment(tmp_path
 
 
 def test_children_get_the_settled_addresses_and_ports():
-    settings = Settings(kafka="k:9092", redis="redis://r/0", gateway_port=1234, metrics_port=5678)
+    settings = Settings(kafka="k:9092", redis="redis://r/0", gateway_port=1234, metrics_port=5678, otlp_grpc_port=0)
     env = service_env(settings, {"PATH": "/bin", "AIYIELD_KAFKA": "stale:1"})
     assert env == {"PATH": "/bin", "AIYIELD_KAFKA": "k:9092", "AIYIELD_REDIS": "redis://r/0",
-                   "AIYIELD_GATEWAY_PORT": "1234", "AIYIELD_METRICS_PORT": "5678"}
+                   "AIYIELD_GATEWAY_PORT": "1234", "AIYIELD_METRICS_PORT": "5678", "AIYIELD_OTLP_GRPC_PORT": "0"}
     assert service_env(Settings(prices="/p.toml"), {})["AIYIELD_PRICES"] == "/p.toml"
 
 

@@ -177,3 +177,10 @@ def test_redact_url():
     assert redact_url("rediss://:pw@r:6380") == "rediss://:***@r:6380"
     assert redact_url(None) is None
 
+
+
+def test_otlp_grpc_port_defaults_to_4317_and_0_turns_it_off():
+    assert Settings.from_env({}).otlp_grpc_port == 4317
+    assert Settings.from_env({"AIYIELD_OTLP_GRPC_PORT": "0"}).otlp_grpc_port == 0
+    with pytest.raises(SettingsError, match="AIYIELD_OTLP_GRPC_PORT"):
+        Settings.from_env({"AIYIELD_OTLP_GRPC_PORT": "grpc"})

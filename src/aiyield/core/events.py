@@ -22,6 +22,13 @@ MAX_FUTURE_SECONDS = 300.0
 MAX_COUNT = 2**53 - 1
 MAX_COST_USD = 1e6
 MAX_NAME_CHARS = 256
+#: Commits one event may list (contract v3 §1): a task's claims are bounded so one report cannot stall the join of
+#: its repo; pushes and deployments list at most what a git host reports for one push or one release.
+MAX_TASK_COMMITS = 1_000
+MAX_PUSH_COMMITS = 10_000
+MAX_DEPLOYMENT_COMMITS = 10_000
+#: Lengths of a full commit SHA: SHA-1 and SHA-256 repositories.
+FULL_SHA_LENGTHS = (40, 64)
 # No control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) anywhere in a string. Checked in
 # `__post_init__` rather than as a msgspec pattern: a regex per field was most of the decoding
 # cost, and printable ASCII (nearly every name) is answered by two C-level string predicates.
@@ -61,11 +68,38 @@ def clean_name(value: str) -> str:
     return text
 
 
+def repo_name(value: str) -> str:
+    """A repo as aiyield keys it: `clean_name`, then case-folded (contract v3 §1: `Billing/API` is `billing/api`,
+    as on GitHub and GitLab), so a plugin that reads the name from a remote URL joins the host's webhooks.
+
+    Folded to a fixed point, like `clean_name`: case folding can undo NFKC's normal form and the reverse, and the
+    worker validates the gateway's output again. ASCII, nearly every repo, is lower-cased at once.
+    """
+    if value.isascii():
+        return value.lower()
+    text = value
+    for _ in range(4):
+        folded = clean_name(text).casefold()
+        if folded == text and clean_name(text) == text:
+            break
+        text = folded
+    else:
+        raise ValueError(f"{value!r} has no stable case-folded form")
+    if len(text) > MAX_NAME_CHARS:
+        raise ValueError(f"longer than {MAX_NAME_CHARS} characters once case-folded")
+    return text
+
+
 class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
     # Unknown fields are ignored rather than rejected: producers may be newer than the worker (schema evolution
     # adds optional fields), and a forward-compatible reader loses nothing it understands.
     id: EventId
     ts: Timestamp
+    #: When the gateway received the event (epoch seconds), stamped on everything a sender it does not trust as an
+    #: operator writes (scoped tokens, webhooks: `gateway.auth.Principal.trusted`); the join ranks such a claim no
+    #: earlier than its arrival minus the claim grace (contract v3 §2 "Rank time"). Absent from trusted sources
+    #: (unscoped tokens, `aiyield send`, producers writing to Kafka), whose claims rank at `ts`.
+    arrival: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
     @property
     def type(self) -> str:
@@ -75,6 +109,8 @@ class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=Tr
     _names: ClassVar[tuple[str, ...]] = ()
     #: Other string fields, checked for control characters but kept as sent (ids, the pseudonymised developer).
     _raw: ClassVar[tuple[str, ...]] = ("id",)
+    #: Whether the event names a repo (`repo`), which `repo_name` keys case-insensitively.
+    _has_repo: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if isinstance(self.ts, dt.datetime):
@@ -92,11 +128,14 @@ class BaseEvent(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=Tr
                 raise ValueError(f"Expected `str` without control characters in `{name}`")
             if name in names:
                 setattr(self, name, clean_name(value))
+        if self._has_repo and self.repo is not None:  # type: ignore[attr-defined]
+            self.repo = repo_name(self.repo)  # type: ignore[attr-defined]
 
 
 class TokenEvent(BaseEvent, tag="token"):
     _names = ("team", "tool", "model", "repo", "task_id")
     _raw = ("id", "developer")
+    _has_repo = True
     team: Name
     tool: Name
     model: Name
@@ -123,6 +162,7 @@ class TokenEvent(BaseEvent, tag="token"):
 class TaskEvent(BaseEvent, tag="task"):
     _names = ("task_id", "team", "tool", "repo")
     _raw = ("id", "developer")
+    _has_repo = True
     task_id: Name
     team: Name
     tool: Name
@@ -138,19 +178,32 @@ class TaskEvent(BaseEvent, tag="task"):
         super().__post_init__()
         if self.commits and self.repo is None:
             raise ValueError("repo is required when commits is non-empty")
+        # Full SHAs only (v3): a prefix could be claimed before any commit has it and bind to whichever commit
+        # later does. Pushes and deployments name commits that exist, so they may abbreviate.
+        _at_most(self.commits, MAX_TASK_COMMITS, "a task event")
+        short = next((c for c in self.commits if len(c) not in FULL_SHA_LENGTHS), None)
+        if short is not None:
+            raise ValueError(
+                f"task commits must be full 40- or 64-character SHAs, got {short!r} ({len(short)} characters; "
+                "contract v3 §1)"
+            )
         self.commits = [c.lower() for c in self.commits]
 
 
 class PushEvent(BaseEvent, tag="push"):
     _names = ("repo", "branch")
+    _has_repo = True
     repo: Name
     branch: Name
     commits: list[Sha]
     head: Sha | None = None
     reverts: list[Sha] = []
+    #: The push rewrote the branch (a force push): its commits not yet deployed are replaced (contract v3 §2).
+    forced: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _at_most(self.commits, MAX_PUSH_COMMITS, "a push event")
         self.commits = [c.lower() for c in self.commits]
         self.reverts = [c.lower() for c in self.reverts]
         self.head = self.head.lower() if self.head else (self.commits[-1] if self.commits else None)
@@ -158,6 +211,7 @@ class PushEvent(BaseEvent, tag="push"):
 
 class DeploymentEvent(BaseEvent, tag="deployment"):
     _names = ("deploy_id", "repo", "environment", "rollback_of", "team")
+    _has_repo = True
     deploy_id: Name
     repo: Name
     environment: Name
@@ -171,8 +225,14 @@ class DeploymentEvent(BaseEvent, tag="deployment"):
         super().__post_init__()
         if self.status == "succeeded" and not self.commits and self.head is None:
             raise ValueError("a succeeded deployment must carry commits or head")
+        _at_most(self.commits, MAX_DEPLOYMENT_COMMITS, "a deployment event")
         self.commits = [c.lower() for c in self.commits]
         self.head = self.head.lower() if self.head else None
+
+
+def _at_most(commits: list[str], limit: int, what: str) -> None:
+    if len(commits) > limit:
+        raise ValueError(f"{what} lists at most {limit:,} commits, got {len(commits):,} (contract v3 §1)")
 
 
 class ContextEvent(BaseEvent, tag="context"):
@@ -261,6 +321,8 @@ def _finish(event: Event, now: float, pseudonymise: Callable[[str], str] | None,
     """The rules that need the clock or the key, applied after the schema."""
     if event.ts > now + MAX_FUTURE_SECONDS:
         raise InvalidEvent(f"ts is {event.ts - now:.0f}s in the future (limit {MAX_FUTURE_SECONDS:.0f}s)", raw)
+    if event.arrival is not None and event.arrival > now + MAX_FUTURE_SECONDS:
+        raise InvalidEvent(f"arrival is {event.arrival - now:.0f}s in the future (limit {MAX_FUTURE_SECONDS:.0f}s)", raw)
     if pseudonymise is not None and getattr(event, "developer", None) is not None:
         event.developer = pseudonymise(event.developer)  # type: ignore[union-attr]
     return event

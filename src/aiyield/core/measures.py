@@ -32,6 +32,7 @@ class Measure(StrEnum):
     AI_LINES_TASKS = "ai_lines_tasks"  # team, tool: completed tasks that reported ai_lines
     OVERFLOW = "overflow"  # label, cap name: names folded into `other` by the cardinality guard
     CONTEXT = "context"  # team, tool, metric (lines_added, lines_removed, commits, pull_requests): tools' own counts
+    DEPLOYMENTS = "deployments"  # environment (production, other), status: a processing-time counter only (no window)
 
 
 TOKEN_TYPES = (

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+from aiyield.core.events import repo_name
+
 #: Case-insensitive substrings of a co-author's name or e-mail that mark the commit as AI-written, with the tool
 #: they name. Configurable (AIYIELD_AI_TRAILERS), because organisations run their own bots and agents.
 DEFAULT_AI_TRAILERS: dict[str, str] = {
@@ -32,8 +35,17 @@ _TRAILER = re.compile(r"^\s*co-authored-by:\s*(?P<who>.+?)\s*$", re.IGNORECASE |
 
 def commit_task_id(repo: str | None, sha: str) -> str:
     """The task of one AI-written commit, named the same by every reporter (the git hook, GitHub and GitLab push
-    webhooks), so a commit reported twice is one task and the second report is a duplicate."""
-    return "git-" + hashlib.sha256(f"{repo or ''}\n{sha}".encode()).hexdigest()[:32]
+    webhooks), so a commit reported twice is one task and the second report is a duplicate.
+
+    Built from the repo as the validator keys it (`repo_name`, case-insensitive) and the lower-cased SHA: a hook
+    that reads `Billing/API` from its remote and GitHub's `billing/api` name one task. A repo name the validator
+    would refuse keeps its raw form here; its event is rejected anyway.
+    """
+    try:
+        key = repo_name(repo) if repo else ""
+    except ValueError:
+        key = repo or ""
+    return "git-" + hashlib.sha256(f"{key}\n{sha.lower()}".encode()).hexdigest()[:32]
 
 
 def parse_trailers(spec: str) -> dict[str, str]:

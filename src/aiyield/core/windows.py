@@ -133,5 +133,13 @@ class Rollup:
                     out[(*key, team)] |= developers
         return out
 
+    def totals(self) -> dict[str, int]:
+        """series -> amount over the whole batch, whatever the events' times (the processing-time counters)."""
+        out: dict[str, int] = defaultdict(int)
+        for amounts in self._minutes.values():
+            for series_name, amount in amounts.items():
+                out[series_name] += amount
+        return {k: v for k, v in out.items() if v}
+
     def __bool__(self) -> bool:
         return bool(self._minutes or self._minute_developers or self.teams)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from aiyield.gateway import handlers
+from aiyield.gateway import handlers, otlp_grpc
 from aiyield.gateway.auth import Authenticator, missing_credentials
 from aiyield.gateway.cumulative import CumulativeState, RedisCumulativeState
 from aiyield.gateway.handlers import SERVICES_KEY, Services
@@ -104,7 +104,11 @@ def run_gateway(settings: Settings) -> None:
         ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
     except KafkaException as exc:  # the gateway starts anyway; /readyz reports Kafka until it is back
         log.warning("could not check or create topics (%s): Kafka unreachable? /readyz will tell", exc)
-    asyncio.run(_serve(settings, authenticator))
+    try:
+        asyncio.run(_serve(settings, authenticator))
+    except OSError as exc:  # a port that cannot be bound (in use, or not ours)
+        print(f"gateway cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 async def _serve(settings: Settings, authenticator: Authenticator) -> None:
@@ -123,6 +127,8 @@ async def _serve(settings: Settings, authenticator: Authenticator) -> None:
     assert server is not None
     guard = ConnectionGuard(server, settings.max_connections, settings.header_timeout_seconds)
     app[GUARD_KEY] = guard
+    # gRPC first: once /healthz answers, both transports are listening.
+    grpc_server = await otlp_grpc.start(settings, app[SERVICES_KEY]) if settings.otlp_grpc_port else None
     listener = await loop.create_server(guard, settings.gateway_host, settings.gateway_port, reuse_address=True)
     log.info("gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
     stop = asyncio.Event()
@@ -132,6 +138,8 @@ async def _serve(settings: Settings, authenticator: Authenticator) -> None:
         await stop.wait()
     finally:
         listener.close()
+        if grpc_server is not None:
+            await grpc_server.stop(otlp_grpc.STOP_GRACE_SECONDS)
         await runner.cleanup()
         await redis_client.aclose()
         await loop.run_in_executor(None, publisher.close)

@@ -15,6 +15,13 @@ when it listens beyond loopback unless `AIYIELD_ALLOW_ANONYMOUS=true` (`missing_
 
 Ingest tokens may be scoped (`TOKEN@SCOPE+SCOPE`, `team=NAME` or `repo=GLOB`): `Scope.refusal` names why a
 validated event lies outside a token's scope. Every comparison is constant-time.
+
+Trust (contract v3 §2 "Rank time"): a `Principal` is `trusted` when it writes as an operator would, its claims
+ranking at their `ts`: an unscoped ingest token, or anyone on an ingest rule left open (no tokens configured: a
+development gateway, where no scope exists to protect). Everything else, scoped tokens and the GitHub and GitLab
+webhooks (whose times come from payload fields a committer can set), is stamped with its arrival by the gateway
+(`gateway.ingest`), overwriting any `arrival` the sender wrote. `aiyield send` and producers writing to Kafka never
+pass through here: they are trusted, and carry no `arrival` unless they write one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from aiyield.core.events import clean_name
+from aiyield.core.events import clean_name, repo_name
+from aiyield.core.org import Org
 from aiyield.settings import Settings, SettingsError
 
 _GITHUB_PREFIX = "sha256="
@@ -51,36 +59,52 @@ class Denied(Exception):
 
 @dataclass(frozen=True)
 class Scope:
-    """What a scoped ingest token may write: events of these teams and/or repos (globs). Empty sets: no limit."""
+    """What a scoped ingest token may write: events of these teams and/or repos (globs). Empty sets: no limit.
+
+    Contract v3 §4: a token never changes a task or claim of a team outside its scopes. With team scopes, every event
+    names one of them; with repo scopes alone, a task names a team whose `repos` in the organisation file match the
+    task's repo. Task identity is (`team`, `task_id`), so no scope reaches another team's task.
+    """
 
     teams: frozenset[str] = frozenset()
+    #: Globs over repo names as the validator keys them (`repo_name`: case-folded).
     repos: tuple[str, ...] = ()
 
-    def refusal(self, event: Any) -> str | None:
-        """Why a validated event lies outside this scope, or None when it lies within."""
+    def refusal(self, event: Any, org: Org) -> str | None:
+        """Why a validated event lies outside this scope, or None when it lies within. `org` says which teams own a
+        repo (the teams a repo-scoped token may write tasks for)."""
         allowed = set(_TEAM_TYPES | _REPO_TYPES)
         if self.teams:
             allowed &= _TEAM_TYPES
         if self.repos:
             allowed &= _REPO_TYPES
         if event.type not in allowed:
-            return f"this ingest token is scoped and may not write {event.type} events"
-        if self.teams and getattr(event, "team", None) not in self.teams:
-            return f"team {getattr(event, 'team', None)!r} is outside this ingest token's scope"
+            return f"this ingest token is scoped and may not write {event.type} events (contract v3 §4)"
+        team = getattr(event, "team", None)
+        if self.teams and team not in self.teams:
+            return f"team {team!r} is outside this ingest token's scope (contract v3 §4)"
         if self.repos:
             repo = getattr(event, "repo", None)
             if repo is None or not any(fnmatch.fnmatchcase(repo, glob) for glob in self.repos):
-                return f"repo {repo!r} is outside this ingest token's scope"
+                return f"repo {repo!r} is outside this ingest token's scope (contract v3 §4)"
+            if not self.teams and event.type == "task" and team not in (owners := org.teams_of_repo(repo)):
+                return (
+                    f"team {team!r} is outside this ingest token's scope: a repo-scoped token writes tasks only under "
+                    f"the teams whose repos in the organisation file match {repo!r} "
+                    f"({', '.join(owners) if owners else 'none'}) (contract v3 §4)"
+                )
         return None
 
 
 @dataclass(frozen=True)
 class Principal:
     """Who sent a request: `name` keys rate limits and is safe to log (never a secret); `scope` limits what it
-    may write (None: everything)."""
+    may write (None: everything); `trusted` senders' events keep the `arrival` they carry, the others' are stamped
+    with their arrival at the gateway."""
 
     name: str
     scope: Scope | None = None
+    trusted: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,9 +131,9 @@ def parse_ingest_tokens(entries: tuple[str, ...]) -> tuple[IngestToken, ...]:
                     raise SettingsError(
                         f"AIYIELD_INGEST_TOKENS entry {n}: scope {part!r} is not team=NAME or repo=GLOB"
                     )
-                # Event names are normalised by the validator: so are the scope's, by the same function.
+                # Event names are normalised by the validator: so are the scope's, by the same functions.
                 try:
-                    value = clean_name(value)
+                    value = clean_name(value) if kind == "team" else repo_name(value)
                 except ValueError as exc:
                     raise SettingsError(f"AIYIELD_INGEST_TOKENS entry {n}: scope {part!r}: {exc}") from None
                 if kind == "team":
@@ -178,7 +202,7 @@ class Authenticator:
         """The sender, from headers alone; raises `Denied`. GitHub's signature is checked later, by `after_body`."""
         if rule is Rule.INGEST_TOKEN:
             if not self._tokens:
-                return Principal("anonymous")
+                return Principal("anonymous", trusted=True)
             given = bearer(headers.get("Authorization"))
             matched = None
             for token in self._tokens:  # no early exit: the time taken does not tell which token matched
@@ -186,7 +210,7 @@ class Authenticator:
                     matched = token
             if matched is None:
                 raise Denied("missing or wrong bearer token")
-            return Principal(matched.name, matched.scope)
+            return Principal(matched.name, matched.scope, trusted=matched.scope is None)
         if rule is Rule.GITLAB_TOKEN:
             if not self._gitlab:
                 return Principal("anonymous")

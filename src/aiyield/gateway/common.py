@@ -114,12 +114,14 @@ def branch_push(
     commits: list[tuple[str, str]],
     trailers: Mapping[str, str],
     org: Org,
+    forced: bool = False,
 ) -> list[dict[str, Any]]:
     """Commits (sha, message), in push order, landed on a branch: the `push` event, then one completed `task` per
     commit whose message names an AI co-author.
 
     The tasks are how teams without IDE plugins still earn normalized deployments. No `ai_lines`: push payloads
-    carry no line counts, so each such task earns full credit (docs/INTERFACE.md §2).
+    carry no line counts, so each such task earns full credit (docs/INTERFACE.md §2). Git hosts list commits by
+    their full ids, so the tasks claim full SHAs as contract v3 §1 requires. `forced`: the push rewrote the branch.
 
     A task's id and event id are the git `post-commit` hook's (`aiyield.hooks`): a commit reported by the hook and
     by a push webhook is one task, and whichever event arrives second is a duplicate. The hook usually fires first,
@@ -135,6 +137,8 @@ def branch_push(
         "commits": [sha for sha, _ in commits],
         "head": head,
     }
+    if forced:
+        push["forced"] = True
     team = org.team_of_repo(repo) or UNASSIGNED
     tasks = []
     for sha, message in commits:

@@ -9,6 +9,8 @@ Mapping decisions where the contract is silent:
   fallback because it is the committer's clock: rebased or cherry-picked commits carry old dates (which would push
   the event out of the join window) and a skewed laptop can date them in the future (which the validator rejects).
 - GitHub lists at most 2048 commits per push; commits beyond that are not seen, here or anywhere else.
+- `forced` is GitHub's own flag (true when the push rewrote the branch, e.g. `git push --force`); anything but
+  `true` leaves the push unforced.
 - `deployment_status`: `success` -> succeeded; `failure` and `error` -> failed. `inactive` produces nothing:
   GitHub marks a deployment inactive when a newer one to the same environment replaces it, which is not a
   rollback. `pending`, `queued` and `in_progress` are not outcomes yet and produce nothing; so does any state GitHub
@@ -70,6 +72,7 @@ def _push(
         commits=[(need(c, "id", "GitHub push commit", str), c.get("message") or "") for c in commits],
         trailers=trailers,
         org=org,
+        forced=payload.get("forced") is True,
     )
 
 

@@ -7,6 +7,9 @@ Mapping decisions where the contract is silent:
   else the last one listed). A push listing no commits (a branch deletion, or a new branch at an existing commit)
   produces nothing: it has no time, and every commit it points at arrived with an earlier push.
 - GitLab lists at most 20 commits per push (`total_commits_count` has the real number); the others are not seen.
+- `forced` is never set: GitLab's push hook has no force flag, and its commits carry no parent ids, so whether
+  `after` descends from `before` is not in the payload. A rewritten branch is not guessed at from what is missing;
+  a GitLab push is reported as a fast-forward.
 - `tag_push` produces nothing, like a tag push on GitHub: tags carry no new commits to ship.
 - `deployment`: `success` -> succeeded, `failed` -> failed. `running`, `canceled` and any other state produce
   nothing (a cancelled deployment never ran; it is neither a failure nor a rollback).

@@ -17,13 +17,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-from aiyield.gateway.auth import Authenticator, Denied
+from aiyield.gateway.auth import Authenticator, Denied, Principal
 from aiyield.gateway.common import BadPayload, UnsupportedEvent
 from aiyield.gateway.cumulative import CumulativeState
-from aiyield.gateway.ingest import Gateway
+from aiyield.gateway.ingest import Gateway, IngestResult
 from aiyield.gateway.limits import RateLimiter
 from aiyield.gateway.otlp import PayloadTooLarge, UnsupportedContentType
-from aiyield.gateway.sources import Delivery, Source
+from aiyield.gateway.sources import Adapted, Delivery, Source
 from aiyield.kafka import PublishError, Readiness
 
 log = logging.getLogger("aiyield.gateway")
@@ -59,11 +59,14 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self._type_labels: set[str] = set()
+        self.grpc_requests = Counter(
+            "aiyield_gateway_grpc_requests", "OTLP/gRPC calls by method and status code.", ["method", "code"],
+            registry=self.registry,
+        )
         self.disconnects = Counter(
             "aiyield_gateway_client_disconnects", "Requests whose client went away before the answer.", ["route"],
             registry=self.registry,
         )
-
 
     def count_unknown_types(self, source: str, types: Counter_[str]) -> None:
         """Count unmapped token types under a bounded label: the type names come from senders."""
@@ -105,6 +108,19 @@ class Services:
         self.cumulative = cumulative
         self.readiness = readiness
         self.metrics = GatewayMetrics(readiness)
+
+    async def ingest(self, source: Source, adapted: Adapted, principal: Principal) -> IngestResult:
+        """What every transport (HTTP, OTLP/gRPC) does with an adapted body: count what was ignored and the token
+        types it could not price, validate and publish (raises `PublishError` when Kafka does not acknowledge), count
+        what was rejected."""
+        if ignored := sum(adapted.ignored.values()):
+            self.metrics.ignored.labels(source.name).inc(ignored)
+        if adapted.unknown_types:
+            self.metrics.count_unknown_types(source.name, adapted.unknown_types)
+        result = await self.gateway.ingest(adapted.items, source.name, principal)
+        if result.rejected_count:
+            self.metrics.rejected.labels(source.name).inc(result.rejected_count)
+        return result
 
 
 SERVICES_KEY = web.AppKey("services", Services)
@@ -173,13 +189,7 @@ async def receive(request: web.Request, source: Source) -> web.StreamResponse:
         return error(400, str(exc))
     if adapted.reply is not None:
         return web.json_response(adapted.reply)
-    if ignored := sum(adapted.ignored.values()):
-        services.metrics.ignored.labels(source.name).inc(ignored)
-    if adapted.unknown_types:
-        services.metrics.count_unknown_types(source.name, adapted.unknown_types)
-    result = await services.gateway.ingest(adapted.items, source.name, principal)
-    if result.rejected_count:
-        services.metrics.rejected.labels(source.name).inc(result.rejected_count)
+    result = await services.ingest(source, adapted, principal)
     request["accepted"] = result.accepted
     reply = source.reply(result, delivery)
     return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)

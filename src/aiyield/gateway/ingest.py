@@ -1,4 +1,4 @@
-"""From items to Kafka: validate, check the sender's scope, publish the good, dead-letter the bad.
+"""From items to Kafka: validate, stamp arrival, check the sender's scope, publish the good, dead-letter the bad.
 
 Every source (events, webhooks, OTLP, Argo CD) ends here, so the validator (`core.events.parse_items`) applies the
 same rules to all of them. Items are handled in chunks of `CHUNK` with a yield to the event loop between chunks, and
@@ -100,13 +100,17 @@ class Gateway:
     ) -> tuple[list[Any], list[Rejected]]:
         good, bad = parse_items(chunk, now, self.pseudonymise)
         rejected = [Rejected(r.index + start, r.error) for r in bad]
+        if not principal.trusted:
+            # Whatever `arrival` the sender wrote is replaced: the join ranks these claims by it (contract v3 §2).
+            for event in good:
+                event.arrival = now
         if principal.scope is None:
             return good, rejected
         # parse_items keeps the order and rejects or accepts each item: the good ones are the other indexes.
         bad_indexes = {r.index for r in bad}
         kept = []
         for index, event in zip((i for i in range(len(chunk)) if i not in bad_indexes), good):
-            reason = principal.scope.refusal(event)
+            reason = principal.scope.refusal(event, self.settings.org)
             if reason is None:
                 kept.append(event)
             else:

@@ -174,14 +174,18 @@ def _otlp_reply(response_type: type, rejected_field: str) -> Callable[[IngestRes
     return reply
 
 
+#: The OTLP sources, also served over gRPC by `otlp_grpc` (the same adapter, rule and answer).
+OTLP_METRICS = Source("otlp_metrics", "/v1/metrics", Rule.INGEST_TOKEN, _otlp_metrics,
+                      _otlp_reply(ExportMetricsServiceResponse, "rejected_data_points"))
+OTLP_LOGS = Source("otlp_logs", "/v1/logs", Rule.INGEST_TOKEN, _otlp_logs,
+                   _otlp_reply(ExportLogsServiceResponse, "rejected_log_records"))
+
 SOURCES: tuple[Source, ...] = (
     Source("gateway", "/v1/events", Rule.INGEST_TOKEN, _events),
     Source("github", "/v1/webhooks/github", Rule.GITHUB_SIGNATURE, _github),
     Source("gitlab", "/v1/webhooks/gitlab", Rule.GITLAB_TOKEN, _gitlab),
     Source("argocd", "/v1/webhooks/argocd", Rule.INGEST_TOKEN, _argocd),
     Source("litellm", "/v1/webhooks/litellm", Rule.INGEST_TOKEN, _litellm),
-    Source("otlp_metrics", "/v1/metrics", Rule.INGEST_TOKEN, _otlp_metrics,
-           _otlp_reply(ExportMetricsServiceResponse, "rejected_data_points")),
-    Source("otlp_logs", "/v1/logs", Rule.INGEST_TOKEN, _otlp_logs,
-           _otlp_reply(ExportLogsServiceResponse, "rejected_log_records")),
+    OTLP_METRICS,
+    OTLP_LOGS,
 )

@@ -35,6 +35,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
+from aiyield.core.events import MAX_TASK_COMMITS
 from aiyield.core.provenance import ai_tool, commit_task_id
 from aiyield.local import state_dir
 from aiyield.plugins.emit import Emitter
@@ -190,18 +191,19 @@ def task_event(
     return event
 
 
-def _send(event: dict, gateway: str) -> bool:
-    """Deliver within SEND_TIMEOUT; True when the gateway accepted the event."""
+def _send(events: list[dict], gateway: str) -> bool:
+    """Deliver within SEND_TIMEOUT; True when the gateway accepted every event."""
     # Few, quick retries: a developer without a running gateway must not pay SEND_TIMEOUT on every commit.
     emitter = Emitter(
         gateway, token=os.environ.get("AIYIELD_INGEST_TOKEN") or None, timeout=SEND_TIMEOUT, max_attempts=3, backoff=0.1
     )
-    emitter.emit(event)
+    for event in events:
+        emitter.emit(event)
     emitter.close(timeout=SEND_TIMEOUT)
     # Refusals and unreachable gateways are logged by the emitter; running out of time is the one silent case.
     if emitter.dropped:
         print(f"aiyield: event not delivered to {gateway} in {SEND_TIMEOUT:g}s", file=sys.stderr)
-    return emitter.sent == 1
+    return emitter.sent == len(events)
 
 
 @contextmanager
@@ -295,7 +297,7 @@ def post_commit(team: TeamOption = None, gateway: GatewayOption = DEFAULT_GATEWA
             commits=[commit.sha],
             ai_lines=_added_lines(cwd, commit.sha),
         )
-        _send(event, gateway)
+        _send([event], gateway)
 
 
 # -- Claude Code -------------------------------------------------------------------------------------------------
@@ -361,8 +363,8 @@ def claude_code(team: TeamOption = None, gateway: GatewayOption = DEFAULT_GATEWA
         if hook_event == "SessionStart":
             _prune_sessions(path.parent, now)
             _save_session(path, state)
-            _send(task_event(event_id=f"{session}:started", task_id=session, status="started",
-                             tool=CLAUDE_TOOL, ctx=ctx), gateway)
+            _send([task_event(event_id=f"{session}:started", task_id=session, status="started",
+                              tool=CLAUDE_TOOL, ctx=ctx)], gateway)
             return
 
         commits = _session_commits(cwd, state, _trailers())
@@ -371,16 +373,24 @@ def claude_code(team: TeamOption = None, gateway: GatewayOption = DEFAULT_GATEWA
         # The event id follows the commit set, so the gateway's dedup absorbs any repeat.
         signature = hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
         if state.get("reported") != signature:
-            event = task_event(
-                event_id=f"{session}:completed:{signature}",
-                task_id=session,
-                status="completed",
-                tool=CLAUDE_TOOL,
-                ctx=ctx,
-                commits=shas,
-                ai_lines=sum(_added_lines(cwd, sha) for sha in shas),
-            )
-            if _send(event, gateway):
+            # A task event lists at most MAX_TASK_COMMITS commits (contract v3 §1): a longer session is reported in
+            # parts, one task whose commits are their union; each part carries the session's whole `ai_lines` (the
+            # largest report counts). The first part keeps the id a one-part report has always had.
+            ai_lines = sum(_added_lines(cwd, sha) for sha in shas)
+            parts = [shas[i : i + MAX_TASK_COMMITS] for i in range(0, len(shas), MAX_TASK_COMMITS)] or [[]]
+            events = [
+                task_event(
+                    event_id=f"{session}:completed:{signature}" + (f":{n}" if n else ""),
+                    task_id=session,
+                    status="completed",
+                    tool=CLAUDE_TOOL,
+                    ctx=ctx,
+                    commits=part,
+                    ai_lines=ai_lines,
+                )
+                for n, part in enumerate(parts)
+            ]
+            if _send(events, gateway):
                 state["reported"] = signature
         if hook_event == "SessionEnd":
             path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ The scenarios of issue 7 are at the end.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -16,7 +17,6 @@ import pytest
 
 from aiyield.core import crediting
 from aiyield.core.crediting import (
-    Bucket,
     BranchState,
     Delta,
     DeploymentState,
@@ -27,6 +27,8 @@ from aiyield.core.crediting import (
 )
 from aiyield.core.events import Event
 from aiyield.core.windows import SCALE
+
+from .crediting_model import totals
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -101,42 +103,57 @@ def deployment(
     )
 
 
+class Out(Counter):
+    """What one batch adds to the output windows (`crediting_model.totals`); equal to a list of expected parts when
+    they sum to it, so a test reads `assert deltas == [[], [credit()]]`."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            expected: Counter = Counter()
+            for part in other:
+                expected.update(part)
+            other = Counter({k: v for k, v in expected.items() if v})
+        return Counter(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def credit(
-    ts: float = T0 + HOUR, amount: int = FULL, task_id: str = "t1", team: str = "payments", tool: str = "claude-code"
-) -> Delta:
-    return Delta("credit", team, ts, amount, tool=tool, shipped=1, task_id=task_id)
+    ts: float = T0 + HOUR, amount: int = FULL, task_id: str = "t1", team: str = "payments", tool: str = "claude-code",
+    shipped: int = 1,
+) -> Counter:
+    """A deployment's credit to a team at its ts, and one task of (team, tool) shipped by it (`task_id` is for the
+    reader: v3 counts credit per deployment and team, not per task)."""
+    return Counter({("credit", team, ts, "", ""): amount, ("shipped", team, ts, tool, ""): shipped})
 
 
-def uncredit(ts: float = T0 + HOUR, amount: int = FULL, **kwargs: Any) -> Delta:
+def uncredit(ts: float = T0 + HOUR, amount: int = FULL, **kwargs: Any) -> Counter:
     """The credit at `ts` taken out of the normalized deployments again."""
-    given = credit(ts, amount, **kwargs)
-    return Delta("credit", given.team, given.ts, -given.amount, tool=given.tool, shipped=-1, task_id=given.task_id)
+    return Counter({k: -v for k, v in credit(ts, amount, **kwargs).items()})
 
 
-def retracted(ts: float, reason: str, amount: int = FULL, task_id: str = "t1", team: str = "payments") -> Delta:
+def retracted(ts: float, reason: str, amount: int = FULL, task_id: str = "t1", team: str = "payments") -> Counter:
     """A retraction counted in aiyield_retracted_normalized_deployments{team, reason} at the retraction's ts."""
-    return Delta("retracted", team, ts, amount, reason=reason, task_id=task_id)
+    return Counter({("retracted", team, ts, "", reason): amount})
 
 
-def contested(ts: float, task_id: str, team: str = "payments", amount: int = 1) -> Delta:
-    return Delta("contested", team, ts, amount, task_id=task_id)
+def contested(ts: float, task_id: str, team: str = "payments", amount: int = 1) -> Counter:
+    return Counter({("contested", team, ts, "", ""): amount})
 
 
-def run(*batches: list[Event], policy: Policy = POLICY) -> tuple[MemoryJoinState, list[list[Delta]]]:
-    """Apply the batches in order to one store; the store after the last one and the deltas of each batch."""
+def run(*batches: list[Event], policy: Policy = POLICY) -> tuple[MemoryJoinState, list[Out]]:
+    """Apply the batches in order to one store; the store after the last one and what each batch added."""
     store = MemoryJoinState()
-    return store, [store.apply(batch, policy) for batch in batches]
+    return store, [Out(totals(store.apply(batch, policy))) for batch in batches]
 
 
-def net(deltas: list[list[Delta]]) -> dict[tuple[str, str, str, float, str, str], tuple[int, int]]:
-    """What the windows end up holding: summed (amount, shipped) per (kind, team, task, ts, tool, reason)."""
-    sums: dict[tuple[str, str, str, float, str, str], tuple[int, int]] = {}
+def net(deltas: list) -> Counter:
+    """What the windows end up holding (from batches, or from lists of expected parts)."""
+    out: Counter = Counter()
     for batch in deltas:
-        for d in batch:
-            key = (d.kind, d.team, d.task_id, d.ts, d.tool, d.reason)
-            amount, shipped = sums.get(key, (0, 0))
-            sums[key] = (amount + d.amount, shipped + d.shipped)
-    return {k: v for k, v in sums.items() if v != (0, 0)}
+        for part in batch if isinstance(batch, list) else [batch]:
+            out.update(part)
+    return Counter({k: v for k, v in out.items() if v})
 
 
 # --- joining ---------------------------------------------------------------------------------------------------
@@ -206,14 +223,31 @@ def test_pushes_older_than_the_join_window_are_not_used_for_expansion():
     assert deltas == [[], []]
 
 
-def test_short_sha_in_the_task_matches_the_full_sha_deployed():
-    _, deltas = run([task(commits=[A[:7]]), deployment(commits=[A])])
+def test_v3_an_abbreviated_sha_in_a_task_claims_nothing():
+    # v3: tasks claim full SHAs. The schema refuses abbreviations; were one to reach the join (a record written
+    # before v3), it would claim nothing rather than guess.
+    with pytest.raises(msgspec.ValidationError, match="full 40- or 64-character SHAs"):
+        task(commits=[A[:7]])
+    legacy = msgspec.structs.replace(task(), commits=[A[:7]])
+    _, deltas = run([legacy, push(T0, [A]), deployment(commits=[A])])
+    assert deltas == [[]]
+
+
+def test_short_sha_in_the_deployment_names_the_full_sha_pushed_before_it():
+    _, deltas = run([task(commits=[A]), push(T0, [A]), deployment(commits=[A[:8].upper()])])
     assert deltas == [[credit()]]
 
 
-def test_short_sha_in_the_deployment_matches_the_full_sha_of_the_task():
-    _, deltas = run([task(commits=[A]), deployment(commits=[A[:8].upper()])])
-    assert deltas == [[credit()]]
+def test_v3_a_short_sha_names_nothing_until_a_push_of_its_full_sha_at_or_before_the_deployment():
+    _, deltas = run([task(commits=[A]), deployment(commits=[A[:8]])], [push(T0 + 2 * HOUR, [A])], [push(T0, [A], id="early")])
+    assert deltas == [[], [], [credit()]]
+
+
+def test_v3_an_ambiguous_short_sha_names_nothing_whatever_the_order():
+    twin = A[:7] + "0" * 33
+    events = [task(commits=[A]), push(T0, [A]), push(T0, [twin], id="twin"), deployment(commits=[A[:7]])]
+    assert run(events)[1] == [[]]
+    assert net(run(events[:2], events[3:], events[2:3])[1]) == Counter()
 
 
 def test_short_head_matches_the_full_sha_of_its_push():
@@ -306,8 +340,8 @@ def test_deployments_at_the_same_ts_are_ordered_by_deploy_id():
     # Same ts: the credit stays at that ts whichever of d1, d2 ships it, and the later arrival changes nothing.
     store, deltas = run([task(), deployment("d2")], [deployment("d1")])
     assert net(deltas) == net([[credit()]])
-    given = store.tasks[("payments", "t1")].given
-    assert given is not None and given.deploy_id == "d1"
+    shipped = store.tasks[("payments", "t1")].shipped
+    assert shipped is not None and shipped[2] == "d1"
 
 
 def test_duplicated_events_add_nothing():
@@ -439,7 +473,8 @@ def test_too_late_is_the_join_window_plus_one_day_after_the_events_ts():
 def _snapshot(store: MemoryJoinState) -> dict[str, dict[Any, bytes]]:
     return {
         "tasks": {k: crediting.encode(v) for k, v in store.tasks.items()},
-        "buckets": {k: crediting.encode(v) for k, v in store.buckets.items()},
+        "commits": {k: crediting.encode(v) for k, v in store.commits.items()},
+        "credits": {k: crediting.encode(v) for k, v in store.credits.items()},
         "deployments": {k: crediting.encode(v) for k, v in store.deployments.items()},
         "branches": {k: crediting.encode(v) for k, v in store.branches.items()},
         "pushes": {k: repr(v).encode() for k, v in store.pushes.items()},
@@ -450,7 +485,7 @@ def test_join_reads_but_never_modifies_the_store():
     store, _ = run([task(), push(T0, [A, B])])
     before = _snapshot(store)
     result = crediting.run(store.read, [deployment(head=B)], POLICY)
-    assert result.deltas == [credit()]
+    assert Out(totals(result.deltas)) == [credit()]
     assert _snapshot(store) == before
 
 
@@ -465,10 +500,11 @@ def test_state_round_trips_through_msgpack():
             deployment("d2", status="rolled_back"),
         ]
     )
-    assert store.tasks and store.buckets and store.deployments and store.branches
+    assert store.tasks and store.commits and store.deployments and store.branches and store.credits
     for kind, entities in [
         (TaskState, store.tasks),
-        (Bucket, store.buckets),
+        (crediting.CommitState, store.commits),
+        (crediting.CreditState, store.credits),
         (DeploymentState, store.deployments),
         (BranchState, store.branches),
     ]:
@@ -555,11 +591,13 @@ def test_an_earlier_report_of_a_deployment_arriving_later_replaces_its_commits()
     # d1 is reported twice; the earliest (ts, id) report defines it (commits [B]), so A was never deployed. In one
     # batch: no credit. Across batches the store's state object is both `original_deployments[ref]` and the one
     # _fold_deployment mutates, so _index_explicit sees no change and A keeps d1 in its `deploys`.
+    # v3: one deploy_id, one answer: the report with other commits is counted as contested.
     late, early = deployment(ts=T0 + 2 * HOUR, commits=[A], id="r2"), deployment(ts=T0 + HOUR, commits=[B], id="r1")
+    refused = contested(T0 + 2 * HOUR, "r2", team="unassigned")
     _, one_batch = run([late, task(), early])
-    assert one_batch == [[]]
+    assert one_batch == [[refused]]
     _, deltas = run([late], [task(), early])
-    assert deltas == [[], []]
+    assert net(deltas) == net([[refused]])
 
 
 # --- v2: the scenarios of issue 7 -------------------------------------------------------------------------------
@@ -574,8 +612,7 @@ def test_50_tasks_claiming_one_commit_earn_one_credit():
 def test_100_one_line_tasks_on_one_commit_earn_a_tenth():
     claims = [task(f"t{i:03d}", ts=T0 + i, ai_lines=1) for i in range(100)]
     _, deltas = run(claims[50:], [deployment()], claims[:50])
-    credits = [d for batch in deltas for d in batch if d.kind == "credit"]
-    assert sum(d.amount for d in credits) == FULL // 10
+    assert sum(v for k, v in net(deltas).items() if k[0] == "credit") == FULL // 10
     assert net(deltas) == net([[credit(amount=FULL // 10, task_id="t000")]]) | net(
         [[contested(T0 + i, f"t{i:03d}") for i in range(1, 100)]]
     )
@@ -643,10 +680,11 @@ def test_a_head_only_deployment_after_a_fast_forward_merge_ships_what_is_on_main
         push(T0 + 0.2 * HOUR, [B]),
         deployment(head=B),
     ]
+    # v3: one deployment is worth at most 1 to a team, however many of its tasks it ships.
     _, deltas = run(batch)
-    assert deltas == [[credit(task_id="on-feature"), credit(task_id="on-main")]]
+    assert deltas == [[credit(shipped=2)]]
     _, deltas = run(batch[:4], [batch[5]], [batch[4]])  # the merge push arrives last
-    assert net(deltas) == net([[credit(task_id="on-feature"), credit(task_id="on-main")]])
+    assert net(deltas) == net([[credit(shipped=2)]])
 
 
 def test_a_task_created_after_a_deployment_is_not_credited_by_a_redeploy():
@@ -700,9 +738,9 @@ def test_a_reverted_and_rolled_back_credit_is_retracted_once_and_not_shipped_aga
         [deployment(ts=T0 + 6 * HOUR, status="rolled_back")],
         [deployment("d2", ts=T0 + 7 * HOUR)],
     )
-    totals = net(deltas)
-    assert sum(v[0] for k, v in totals.items() if k[0] == "retracted") == FULL
-    assert not any(k[0] == "credit" for k in totals)
+    held = net(deltas)
+    assert sum(v for k, v in held.items() if k[0] == "retracted") == FULL
+    assert not any(k[0] in ("credit", "shipped") for k in held)
 
 
 def test_a_rollback_retracts_with_reason_rollback_at_the_rollbacks_ts():
@@ -717,10 +755,152 @@ def test_rollback_of_from_a_staging_deployment_does_not_retract_a_production_one
 
 
 def test_contested_claims_are_counted_for_the_refused_tasks_team():
-    _, deltas = run([task(team="payments"), task("t7", team="search", ts=T0 + HOUR, commits=[A, A[:7]])])
+    _, deltas = run([task(team="payments"), task("t7", team="search", ts=T0 + HOUR, commits=[A, A.upper()])])
     assert deltas == [[contested(T0 + HOUR, "t7", team="search")]]
 
 
 def test_a_task_owning_one_of_its_commits_is_not_contested():
     _, deltas = run([task(commits=[A]), task("t2", ts=T0 + 60, commits=[A, B]), deployment(commits=[A, B])])
-    assert deltas == [[credit(), credit(task_id="t2")]]
+    assert deltas == [[credit(shipped=2)]]  # v3: both tasks ship, the deployment is worth 1
+
+
+# --- v3: the scenarios of issue 17 --------------------------------------------------------------------------------
+
+
+def scoped(event_: Event, arrival: float) -> Event:
+    """The event as the gateway forwards it from a scoped token: stamped with its arrival."""
+    return msgspec.structs.replace(event_, arrival=arrival)
+
+
+def test_v3_a_claim_dated_earlier_but_sent_past_the_grace_cannot_take_another_teams_commit():
+    honest = scoped(task(ts=T0), arrival=T0)
+    shipped = deployment(ts=T0 + HOUR)
+    for lines in (10, 0):
+        thief = scoped(task("steal", ts=T0 - 60, team="search", ai_lines=lines), arrival=T0 + 2 * HOUR)
+        _, deltas = run([honest, shipped], [thief])
+        assert deltas == [[credit()], [contested(T0 + HOUR, "steal", team="search")]]  # ranked at arrival - 1 h
+        _, deltas = run([thief], [honest, shipped])  # whatever order they reach the worker in
+        assert net(deltas) == net([[credit(), contested(T0 + HOUR, "steal", team="search")]])
+
+
+def test_v3_an_honest_delay_under_the_grace_keeps_event_time_order():
+    first = scoped(task(ts=T0 - 60, team="search"), arrival=T0 + 30 * 60)  # written earlier, delivered 31 min late
+    second = scoped(task("t2", ts=T0), arrival=T0)
+    _, deltas = run([second, deployment()], [first])
+    assert net(deltas) == net([[credit(team="search"), contested(T0, "t2")]])
+
+
+def test_v3_trusted_sources_rank_at_ts_so_a_backfill_stays_exact():
+    live = scoped(task(ts=T0), arrival=T0)
+    backfill = task("old", ts=T0 - DAY, team="search")  # `aiyield send` or a producer on Kafka: no arrival stamp
+    _, deltas = run([live, deployment()], [backfill])
+    assert net(deltas) == net([[credit(team="search", task_id="old"), contested(T0, "t1")]])
+
+
+def test_v3_a_scoped_claim_sent_long_after_the_code_shipped_claims_nothing():
+    late = scoped(task(ts=T0 - HOUR), arrival=T0 + 3 * HOUR)  # ranks at T0 + 2 h, after the deployment
+    _, deltas = run([push(T0 - HOUR, [A]), deployment(ts=T0)], [late])
+    assert deltas == [[], []]
+
+
+def test_v3_one_change_cut_into_five_tasks_earns_what_one_task_earns():
+    whole = [task("whole", commits=[A, B, C, D, E], ai_lines=50)]
+    pieces = [task(f"p{i}", commits=[sha_], ai_lines=10) for i, sha_ in enumerate([A, B, C, D, E])]
+    ship = deployment(commits=[A, B, C, D, E])
+    assert net(run([*whole, ship])[1]) == net([[credit()]])
+    assert net(run([*pieces, ship])[1]) == net([[credit(shipped=5)]])
+
+
+def test_v3_fifty_trailer_commits_without_lines_in_one_deployment_earn_one():
+    commits = [sha(f"c{i}") for i in range(50)]
+    trailers = [task(f"trailer-{i}", commits=[c]) for i, c in enumerate(commits)]
+    assert net(run([*trailers, deployment(commits=commits)])[1]) == net([[credit(shipped=50)]])
+
+
+def test_v3_small_changes_in_one_deployment_add_up_to_one():
+    tasks_ = [task(f"t{i}", commits=[c], ai_lines=3) for i, c in enumerate([A, B, C, D])]
+    assert net(run([*tasks_[:2], deployment(commits=[A, B])])[1]) == net([[credit(amount=600_000, shipped=2)]])
+    assert net(run([*tasks_, deployment(commits=[A, B, C, D])])[1]) == net([[credit(shipped=4)]])
+
+
+def test_v3_one_deploy_id_one_answer_whatever_order_its_reports_arrive_in():
+    first = deployment(commits=[B], id="r1")
+    other = deployment(ts=T0 + 2 * HOUR, commits=[A], id="r2")
+    refused = contested(T0 + 2 * HOUR, "r2", team="unassigned")
+    for order in ([first, other], [other, first]):
+        _, deltas = run([task()], [order[0]], [order[1]])
+        assert net(deltas) == net([[refused]])  # A was never deployed by d1
+    same = deployment(commits=[B], id="r3")  # an identical re-report is a duplicate, not contested
+    assert net(run([task(), first, same])[1]) == Counter()
+
+
+def test_v3_a_later_report_without_lines_or_with_zero_lines_never_lowers_a_credit():
+    for later in (task(ts=T0 + HOUR, ai_lines=0, id="zero"), task(ts=T0 + 2 * HOUR, id="none")):
+        _, deltas = run([task(ai_lines=7), deployment()], [later])
+        assert net(deltas) == net([[credit(amount=FULL if later.ai_lines is None else 700_000)]])
+
+
+def test_v3_an_earlier_started_report_never_retracts_a_credit():
+    # The task completed at T0 + 7 d and shipped at T0 + 7.5 d; a `started` report dated 7 days before it widens the
+    # task's window back instead of moving the join window away from the deployment.
+    done, ship = task(ts=T0 + 7 * DAY), deployment(ts=T0 + 7.5 * DAY)
+    started = task(ts=T0, status="started", commits=[])
+    _, deltas = run([done, ship], [started])
+    assert net(deltas) == net([[credit(ts=T0 + 7.5 * DAY)]])
+
+
+def test_v3_commits_force_pushed_away_before_a_head_only_deployment_do_not_ship():
+    history = [task("gone", commits=[A]), task("kept", commits=[C]), push(T0, [A, B])]
+    rewrite = push(T0 + 0.5 * HOUR, [C], forced=True)
+    ship = deployment(head=C)
+    assert run([*history, rewrite, ship])[1] == [[credit()]]  # only "kept"
+    assert net(run([*history, ship], [rewrite])[1]) == net([[credit()]])  # the forced push arriving last
+
+
+def test_v3_a_rollback_of_a_multi_team_deployment_retracts_each_teams_credit():
+    events = [task(ai_lines=5), task("s", team="search", commits=[B]), deployment(commits=[A, B])]
+    _, deltas = run(events, [deployment(ts=T0 + 2 * HOUR, status="rolled_back")])
+    assert net(deltas) == net([[
+        retracted(T0 + 2 * HOUR, "rollback", 500_000), retracted(T0 + 2 * HOUR, "rollback", team="search"),
+    ]])
+
+
+def test_v3_a_revert_takes_the_reverted_tasks_lines_out_of_the_deployments_credit():
+    events = [task(ai_lines=6), task("t2", commits=[B], ai_lines=8), push(T0, [A, B]), deployment(head=B)]
+    _, deltas = run(events, [push(T0 + 2 * HOUR, [C], reverts=[A])])
+    # 14 lines gave 1; without the reverted task's 6, 8 lines are worth 0.8: 0.2 retracted at the revert.
+    # The reverted task no longer counts as shipped.
+    assert net(deltas) == net([[credit(amount=800_000, shipped=1), retracted(T0 + 2 * HOUR, "revert", 200_000)]])
+
+
+# --- v3: cost does not grow with a task's size or a commit's claimants --------------------------------------------
+
+
+def test_v3_a_re_report_of_a_large_task_reads_only_the_commits_it_names():
+    commits = [sha(f"big{i}") for i in range(3000)]
+    reports = [task("big", commits=commits[i:i + 1000], id=f"r{i}") for i in range(0, 3000, 1000)]
+    store, _ = run(reports)
+    assert store.tasks[("payments", "big")].count == 3000 and not store.tasks[("payments", "big")].inline
+    reads: list[crediting.Need] = []
+
+    def counting(need: crediting.Need) -> crediting.Loaded:
+        reads.append(need)
+        return store.read(need)
+
+    crediting.run(counting, [task("big", commits=commits[:1], id="again")], POLICY)
+    assert sum(len(n.members) + len(n.commits) + len(n.task_commits) for n in reads) <= 4
+
+
+def test_v3_a_commit_with_many_claimants_is_one_owner_and_a_count():
+    store, _ = run([task(f"t{i:04d}", ts=T0 + i) for i in range(2000)])
+    commit = store.commits[("shop", A)]
+    assert commit.owner == (T0, "payments", "t0000") and commit.claimants == 2000
+    assert len(crediting.encode(commit)) < 100
+
+
+def test_v3_a_report_taking_a_task_past_10000_commits_is_refused_whole():
+    commits = [sha(f"many{i}") for i in range(10_001)]
+    reports = [task("many", commits=commits[i:i + 1000], id=f"m{i}") for i in range(0, 10_000, 1000)]
+    store, _ = run(reports, [task("many", commits=commits[10_000:], ai_lines=3, id="over")])
+    assert store.tasks[("payments", "many")].count == 10_000
+    assert store.tasks[("payments", "many")].lines == 10  # the refused report's lines did not count either

@@ -74,7 +74,7 @@ def test_missing_fields_and_rules():
     assert reason({k: v for k, v in TOKEN.items() if k != "type"}) == "missing required field `type`"
     assert "an event must be a JSON object, got list" == reason([1])
     task = {"type": "task", "id": "b", "ts": NOW, "task_id": "T", "team": "t", "tool": "x", "status": "completed"}
-    assert "repo is required when commits is non-empty" in reason({**task, "commits": ["abcdef1"]})
+    assert "repo is required when commits is non-empty" in reason({**task, "commits": ["abcdef1" * 5 + "abcde"]})
     assert "Expected `str` matching regex" in reason({**task, "repo": "r", "commits": ["xyz"]})
     assert "Invalid enum value 'done'" in reason({**task, "status": "done"})
     dep = {"type": "deployment", "id": "d", "ts": NOW, "deploy_id": "1", "repo": "r", "environment": "prod", "status": "succeeded"}
@@ -154,3 +154,80 @@ def test_cache_write_1h_tokens_are_part_of_the_cache_writes():
     # The batch fast path applies the same rule.
     _good, bad = parse_items([{**TOKEN, "cache_write_1h_tokens": 1}], NOW)
     assert "must not exceed cache_write_tokens" in bad[0].error.reason
+
+
+# -- contract v3 §1 ------------------------------------------------------------------------------------------------
+
+FULL = "ABCDEF0123456789" * 2 + "abcdef01"  # 40 hex characters
+FULL_256 = "0123456789abcdef" * 4  # a SHA-256 repository's commit
+TASK = {"type": "task", "id": "t", "ts": NOW, "task_id": "T", "team": "t", "tool": "x", "status": "completed",
+        "repo": "shop/api"}
+PUSH = {"type": "push", "id": "p", "ts": NOW, "repo": "shop/api", "branch": "main", "commits": []}
+DEPLOY = {"type": "deployment", "id": "d", "ts": NOW, "deploy_id": "1", "repo": "shop/api", "environment": "prod",
+          "status": "succeeded", "head": "abcdef1"}
+
+
+def test_task_commits_are_full_shas_lower_cased():
+    task = validate({**TASK, "commits": [FULL, FULL_256]}, NOW)
+    assert task.commits == [FULL.lower(), FULL_256]
+
+
+@pytest.mark.parametrize("sha", ["abcdef1", FULL[:12], FULL[:39], FULL + "a", FULL_256[:63]])
+def test_an_abbreviated_sha_in_a_task_is_invalid_naming_the_rule(sha):
+    text = reason({**TASK, "commits": [FULL, sha]})
+    assert "task commits must be full 40- or 64-character SHAs" in text and "contract v3 §1" in text
+    assert repr(sha) in text
+
+
+def test_pushes_and_deployments_may_abbreviate():
+    assert validate({**PUSH, "commits": ["ABCDEF1", FULL]}, NOW).commits == ["abcdef1", FULL.lower()]
+    assert validate({**DEPLOY, "commits": ["abcdef1"]}, NOW).head == "abcdef1"
+
+
+@pytest.mark.parametrize(
+    "event, limit, what",
+    [(TASK, 1_000, "a task event"), (PUSH, 10_000, "a push event"), ({**DEPLOY, "head": None}, 10_000, "a deployment event")],
+)
+def test_commit_lists_are_bounded(event, limit, what):
+    event = {k: v for k, v in event.items() if v is not None}
+    shas = [f"{i:040x}" for i in range(limit + 1)]
+    assert len(validate({**event, "commits": shas[:limit]}, NOW).commits) == limit
+    text = reason({**event, "commits": shas})
+    assert text == f"{what} lists at most {limit:,} commits, got {limit + 1:,} (contract v3 §1)"
+
+
+def test_forced_is_an_optional_boolean():
+    assert validate(PUSH, NOW).forced is False and "forced" not in to_dict(validate(PUSH, NOW))
+    forced = validate({**PUSH, "forced": True}, NOW)
+    assert forced.forced is True and to_dict(forced)["forced"] is True
+    assert "Expected `bool`" in reason({**PUSH, "forced": "yes"})
+
+
+@pytest.mark.parametrize("event", [TASK, PUSH, DEPLOY, {**TOKEN, "repo": "shop/api"}])
+def test_repo_names_are_case_insensitive(event):
+    assert validate({**event, "repo": "Shop/API"}, NOW).repo == "shop/api"
+    # Full-width letters and German sharp s: NFKC, then case folding.
+    assert validate({**event, "repo": "\uff33hop/Stra\u00dfe"}, NOW).repo == "shop/strasse"
+
+
+def test_a_repo_that_grows_past_the_bound_when_folded_is_invalid():
+    assert "256 characters once case-folded" in reason({**PUSH, "repo": "\u00df" * 200})
+
+
+def test_arrival_is_an_optional_epoch_time_kept_through_the_envelope():
+    assert validate(TASK, NOW).arrival is None and "arrival" not in to_dict(validate(TASK, NOW))
+    stamped = validate({**TASK, "arrival": NOW - 1}, NOW)
+    assert stamped.arrival == NOW - 1
+    [back] = unpack(decode(envelope([stamped])))
+    assert back["arrival"] == NOW - 1 and validate(back, NOW) == stamped
+    assert "arrival is 3600s in the future" in reason({**TASK, "arrival": NOW + 3600})
+    assert ">= 0" in reason({**TASK, "arrival": -1})
+    assert "got `str` - at `$.arrival`" in reason({**TASK, "arrival": "2026-01-01T00:00:00Z"})
+
+
+def test_aiyield_send_refuses_what_v3_makes_invalid():
+    # `aiyield send` and the gateway both validate with parse_items: the same reasons, by index.
+    lines = b"\n".join(encode(e) for e in ({**TASK, "commits": [FULL]}, {**TASK, "commits": ["abcdef1"]}))
+    good, bad = parse_items(decode_lines(lines), NOW)
+    assert [e.commits for e in good] == [[FULL.lower()]]
+    assert [b.index for b in bad] == [1] and "contract v3 §1" in bad[0].error.reason

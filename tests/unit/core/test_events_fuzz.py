@@ -27,6 +27,7 @@ from aiyield.core.events import (
     InvalidEvent,
     clean_name,
     decode,
+    repo_name,
     decode_lines,
     envelope,
     parse_items,
@@ -116,6 +117,10 @@ def check_accepted(events: list[Event]) -> None:
             assert value is None or (type(value) is int and 0 <= value <= MAX_COUNT), (name, value)
         cost = getattr(event, "cost_usd", None)
         assert cost is None or (math.isfinite(cost) and 0 <= cost <= MAX_COST_USD)
+        repo = getattr(event, "repo", None)
+        assert repo is None or repo_name(repo) == repo  # case-folded once and for all
+        if event.type == "task":
+            assert all(len(c) in (40, 64) and c == c.lower() for c in event.commits)
     # What the gateway publishes, the worker reads back as the same events (developer already pseudonymised).
     again, rejected = parse_message(envelope(events), NOW)
     assert not rejected and [to_dict(e) for e in again] == [to_dict(e) for e in events]
@@ -209,6 +214,20 @@ def test_clean_name_is_idempotent_and_bounded(text):
     assert clean_name(once) == once
     assert 1 <= len(once) <= 256 or text.isascii()
     assert not any(unicodedata.category(ch) == "Cf" for ch in once)
+
+
+@fuzz
+@given(tricky_text)
+@example("\u00df" * 129)  # 129 characters that fold to 258
+@example("\uff33hop/API")
+@example("\u0130stanbul")  # dotted capital I folds to i + combining dot
+def test_repo_name_is_idempotent_and_bounded(text):
+    try:
+        once = repo_name(text)
+    except ValueError:
+        return
+    assert repo_name(once) == once and clean_name(once) == once and once.casefold() == once
+    assert 1 <= len(once) <= 256 or text.isascii()
 
 
 def test_a_name_that_grows_past_the_bound_when_normalised_is_rejected():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiyield.core.events import validate
+from aiyield.core.org import Org, Team
 from aiyield.gateway.app import beyond_loopback, check_exposure
 from aiyield.gateway.auth import (
     Authenticator,
@@ -99,7 +100,7 @@ def test_ingest_token_rule(header: str | None, ok: bool) -> None:
     if ok:
         principal = auth.before_body(Rule.INGEST_TOKEN, headers)
         assert principal.name in ("token-1", "token-2")
-        assert (principal.scope is None) == (principal.name == "token-1")
+        assert (principal.scope is None) == (principal.name == "token-1") == principal.trusted
     else:
         with pytest.raises(Denied) as info:
             auth.before_body(Rule.INGEST_TOKEN, headers)
@@ -110,7 +111,9 @@ def test_an_unconfigured_rule_lets_anyone_in_and_a_configured_one_does_not() -> 
     open_ = authenticator()
     assert set(open_.open_rules()) == set(Rule)
     for rule in Rule:
-        assert open_.before_body(rule, {}) == Principal("anonymous")
+        # An open ingest rule is a development gateway: it writes as an operator (no arrival stamp). Open webhooks
+        # are still webhooks, whose times come from their payloads.
+        assert open_.before_body(rule, {}) == Principal("anonymous", trusted=rule is Rule.INGEST_TOKEN)
         open_.after_body(rule, {}, b"anything")
     closed = authenticator(ingest_tokens=("t",), github_secret="g", gitlab_token="l")
     assert closed.open_rules() == []
@@ -145,6 +148,9 @@ def test_parse_ingest_tokens() -> None:
     assert (plain.secret, plain.scope, plain.name) == ("a", None, "token-1")
     assert team.scope == Scope(frozenset({"payments", "web"}), ())
     assert both.scope == Scope(frozenset({"web"}), ("shop/*",))
+    # Repo globs are matched against case-folded repo names, so they are folded too; team names keep their case.
+    (cased,) = parse_ingest_tokens(("e@team=Web+repo=Shop/API-*",))
+    assert cased.scope == Scope(frozenset({"Web"}), ("shop/api-*",))
     # Names in a scope are NFKC-normalised like the events' names.
     (wide,) = parse_ingest_tokens(("d@team=\uff57\uff45\uff42",))
     assert wide.scope.teams == frozenset({"web"})
@@ -166,6 +172,10 @@ DEPLOY = {"type": "deployment", "id": "4", "ts": NOW, "deploy_id": "d", "repo": 
           "status": "failed", "team": "web"}
 
 
+#: shop/* belongs to web (and shop/api also to ops); bank/* to payments; lab/* to nobody.
+ORG = Org({"web": Team(repos=("shop/*",)), "ops": Team(repos=("Shop/API",)), "payments": Team(repos=("bank/*",))})
+
+
 @pytest.mark.parametrize(
     "scope, event, allowed",
     [
@@ -176,20 +186,50 @@ DEPLOY = {"type": "deployment", "id": "4", "ts": NOW, "deploy_id": "d", "repo": 
         (Scope(frozenset({"web"})), DEPLOY, False),  # ... even a deployment naming the team
         (Scope(repos=("shop/*",)), PUSH, True),
         (Scope(repos=("shop/*",)), DEPLOY, True),
-        (Scope(repos=("shop/*",)), TASK, True),
+        (Scope(repos=("shop/*",)), TASK, True),  # web owns shop/*
+        (Scope(repos=("shop/*",)), {**TASK, "team": "ops"}, True),  # ops owns shop/api too
+        (Scope(repos=("shop/*",)), {**TASK, "team": "ops", "repo": "shop/web"}, False),  # ... but not shop/web
+        (Scope(repos=("shop/*",)), {**TASK, "team": "payments"}, False),  # v3: not another team's task
+        (Scope(repos=("lab/*",)), {**TASK, "repo": "lab/x"}, False),  # a repo no team owns: no task at all
         (Scope(repos=("shop/*",)), TOKEN, False),  # repo scopes write task, push and deployment events
         (Scope(repos=("shop/*",)), {**PUSH, "repo": "bank/core"}, False),
+        (Scope(repos=("shop/*",)), {**PUSH, "repo": "Shop/Web"}, True),  # repo names are case-insensitive
         (Scope(repos=("shop/*",)), {**TASK, "repo": None}, False),
         (Scope(frozenset({"web"}), ("shop/*",)), TASK, True),  # both: task events of both
         (Scope(frozenset({"web"}), ("shop/*",)), {**TASK, "repo": "bank/core"}, False),
         (Scope(frozenset({"web"}), ("shop/*",)), {**TASK, "team": "payments"}, False),
+        (Scope(frozenset({"web"}), ("lab/*",)), {**TASK, "repo": "lab/x"}, True),  # the team scope says which team
         (Scope(frozenset({"web"}), ("shop/*",)), TOKEN, False),
     ],
 )
 def test_scope(scope: Scope, event: dict, allowed: bool) -> None:
     event = validate({k: v for k, v in event.items() if v is not None}, NOW)
-    reason = scope.refusal(event)
+    reason = scope.refusal(event, ORG)
     assert (reason is None) is allowed, reason
+    assert reason is None or reason.endswith("(contract v3 §4)")
+
+
+def test_a_repo_scoped_token_is_told_which_teams_it_may_write_tasks_for() -> None:
+    scope = parse_ingest_tokens(("t@repo=shop/*",))[0].scope
+    reason = scope.refusal(validate({**TASK, "team": "payments", "repo": "Shop/API"}, NOW), ORG)
+    assert reason == ("team 'payments' is outside this ingest token's scope: a repo-scoped token writes tasks only "
+                      "under the teams whose repos in the organisation file match 'shop/api' (ops, web) "
+                      "(contract v3 §4)")
+    reason = scope.refusal(validate({**TASK, "repo": "shop/x"}, NOW), Org())
+    assert reason is not None and "(none)" in reason
+
+
+def test_no_scope_reaches_another_teams_task() -> None:
+    """Task identity is (team, task_id): whatever the scope, an accepted event names one of the token's teams, so
+    a task id another team uses is never touched (contract v3 §4)."""
+    scopes = [Scope(frozenset({"web"})), Scope(repos=("shop/*", "bank/*")), Scope(frozenset({"web"}), ("bank/*",))]
+    for scope in scopes:
+        for repo in ("shop/api", "bank/core", "lab/x"):
+            for team in ("web", "ops", "payments"):
+                event = validate({**TASK, "team": team, "repo": repo, "task_id": "shared-id"}, NOW)
+                if scope.refusal(event, ORG) is None:
+                    owners = scope.teams or set(ORG.teams_of_repo(repo))
+                    assert team in owners, (scope, repo, team)
 
 
 # -- exposure ------------------------------------------------------------------------------------------------------

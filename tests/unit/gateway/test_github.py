@@ -59,6 +59,18 @@ def test_tag_pushes_produce_nothing(name: str) -> None:
     assert convert("push", fixture(name)) == []
 
 
+@pytest.mark.parametrize("forced, expected", [(True, True), (False, None), ("true", None), (None, None)])
+def test_a_force_push_says_so(forced: Any, expected: bool | None) -> None:
+    """GitHub's own `forced` flag (the example push has `forced: false`; its value is changed in code, as with the
+    other variants): only a JSON `true` marks the push forced."""
+    payload = copy.deepcopy(fixture("push.branch"))
+    assert payload["forced"] is False
+    payload["forced"] = forced
+    (push,) = convert("push", payload)
+    assert push.get("forced") is expected
+    assert validate(push, NOW).forced is (expected is True)
+
+
 def test_branch_deletion_produces_nothing() -> None:
     payload = copy.deepcopy(fixture("push.branch"))
     payload.update(deleted=True, created=False, before=SHA, after="0" * 40, commits=[], head_commit=None)
@@ -82,6 +94,9 @@ def test_ai_co_authored_commit_is_a_completed_task_with_full_credit() -> None:
         "commits": [SHA],
     }
     assert "ai_lines" not in task
+    # The repo is named as GitHub spells it; the validator keys it case-insensitively, and so does the task id.
+    assert validate(task, NOW).repo == REPO.lower()
+    assert task_id == commit_task_id(REPO.lower(), SHA.upper())
 
 
 def test_ai_task_of_an_unmapped_repo_is_unassigned() -> None:

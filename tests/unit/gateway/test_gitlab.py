@@ -83,6 +83,16 @@ def test_push() -> None:
     ]
 
 
+def test_a_gitlab_push_is_never_marked_forced() -> None:
+    """GitLab's push hook has no force flag and no parent ids: a push whose `before` is not among its commits' parents
+    may or may not be a rewrite, and aiyield does not guess (contract v3 §1: `forced` where the payload says so)."""
+    payload = copy.deepcopy(fixture("push.pydantic-gitlab-webhooks"))
+    assert "forced" not in payload
+    payload["before"] = "f" * 40  # a before that none of the listed commits mentions
+    (push,) = convert(payload)
+    assert "forced" not in push and validate(push, NOW).forced is False
+
+
 def test_ai_co_authored_commits_are_tasks_shared_with_github_s_logic() -> None:
     payload = copy.deepcopy(fixture("push.pydantic-gitlab-webhooks"))
     payload["commits"][0]["message"] += "\n\nCo-authored-by: Gemini <gemini-code-assist@google.com>"

@@ -9,6 +9,7 @@ import time
 
 import msgspec
 
+from aiyield.core.org import Org, Team
 from aiyield.gateway.auth import Principal, Scope
 from aiyield.gateway.ingest import MAX_LISTED, Gateway
 from aiyield.settings import Settings
@@ -24,9 +25,13 @@ class RecordingPublisher:
         self.sent.setdefault(topic, []).extend(values)
 
 
-def gateway() -> tuple[Gateway, RecordingPublisher]:
+def gateway(settings: Settings = Settings()) -> tuple[Gateway, RecordingPublisher]:
     publisher = RecordingPublisher()
-    return Gateway(Settings(), publisher, clock=lambda: NOW), publisher  # type: ignore[arg-type]
+    return Gateway(settings, publisher, clock=lambda: NOW), publisher  # type: ignore[arg-type]
+
+
+def published(gw: Gateway, publisher: RecordingPublisher) -> list[dict]:
+    return [e for v in publisher.sent.get(gw.settings.events_topic, []) for e in msgspec.json.decode(v)["events"]]
 
 
 def token(i: int, team: str = "web") -> dict:
@@ -37,7 +42,7 @@ def token(i: int, team: str = "web") -> dict:
 async def test_many_bad_items_give_a_short_answer_and_few_dead_letters() -> None:
     gw, publisher = gateway()
     items = [{}] * 25_000 + [token(1)]
-    result = await gw.ingest(items, "gateway", Principal("anonymous"))
+    result = await gw.ingest(items, "gateway", Principal("anonymous", trusted=True))
     assert result.accepted == 1 and result.rejected_count == 25_000
     assert [r.index for r in result.rejected] == list(range(MAX_LISTED))
     answer = result.answer()
@@ -67,5 +72,47 @@ async def test_a_scoped_token_writes_only_inside_its_scope() -> None:
 
 async def test_an_unscoped_principal_writes_everything_valid() -> None:
     gw, _ = gateway()
-    result = await gw.ingest([token(1, team="anyone")], "gateway", Principal("token-1"))
+    result = await gw.ingest([token(1, team="anyone")], "gateway", Principal("token-1", trusted=True))
     assert result.accepted == 1 and not result.forbidden
+
+
+def task(i: int, team: str, repo: str = "shop/api", **kw) -> dict:
+    return {"type": "task", "id": f"t{i}", "ts": NOW - 7200, "task_id": f"task-{i}", "team": team, "tool": "t",
+            "status": "completed", "repo": repo, "commits": [f"{i:040x}"], **kw}
+
+
+async def test_a_repo_scoped_token_writes_tasks_only_for_the_teams_owning_the_repo() -> None:
+    org = Org({"web": Team(repos=("shop/*",)), "payments": Team(repos=("bank/*",))})
+    gw, publisher = gateway(Settings(org=org))
+    repo_only = Principal("token-2", Scope(repos=("shop/*", "bank/*")))
+    items = [task(1, "web"), task(2, "payments"), task(3, "payments", repo="bank/core"), task(4, "web", "Bank/Core")]
+    result = await gw.ingest(items, "gateway", repo_only)
+    assert (result.accepted, result.out_of_scope) == (2, 2) and [r.index for r in result.rejected] == [1, 3]
+    assert "repos in the organisation file match 'shop/api' (web)" in result.rejected[0].error.reason
+    assert "match 'bank/core' (payments)" in result.rejected[1].error.reason
+    assert [e["id"] for e in published(gw, publisher)] == ["t1", "t3"]
+    nothing = await gw.ingest([task(5, "payments")], "gateway", repo_only)
+    assert nothing.forbidden
+
+
+async def test_untrusted_senders_are_stamped_with_their_arrival_overwriting_their_own() -> None:
+    """Contract v3 §2 "Rank time": scoped tokens and webhooks carry the gateway's receive time; a sender's own
+    `arrival` (here one that would date its claim back two hours) is replaced. Trusted senders keep theirs."""
+    gw, publisher = gateway()
+    items = [task(1, "web"), task(2, "web", arrival=NOW - 7200), token(3)]
+    for principal in (Principal("token-1", Scope(frozenset({"web"}))), Principal("github"), Principal("gitlab")):
+        publisher.sent.clear()
+        assert (await gw.ingest(items, "gateway", principal)).accepted == 3
+        assert [e.get("arrival") for e in published(gw, publisher)] == [NOW, NOW, NOW], principal
+    publisher.sent.clear()
+    assert (await gw.ingest(items, "gateway", Principal("token-2", trusted=True))).accepted == 3
+    assert [e.get("arrival") for e in published(gw, publisher)] == [None, NOW - 7200, None]
+
+
+async def test_a_scoped_senders_out_of_scope_items_are_dead_lettered_with_their_arrival() -> None:
+    gw, publisher = gateway()
+    result = await gw.ingest([task(1, "payments")], "gateway", Principal("token-1", Scope(frozenset({"web"}))))
+    assert result.forbidden
+    (letter,) = [msgspec.json.decode(v) for v in publisher.sent[gw.settings.dlq_topic]]
+    (item,) = letter["rejected"]
+    assert item["raw"]["arrival"] == NOW and "contract v3 §4" in item["reason"]

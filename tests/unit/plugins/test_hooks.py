@@ -149,6 +149,17 @@ def test_an_ai_commit_becomes_exactly_one_completed_task(repo: Path, gateway: Ga
     assert_valid(event)
 
 
+def test_a_remote_spelled_in_capitals_names_the_task_the_host_s_webhook_names(repo: Path, gateway: GatewayDouble) -> None:
+    """Repo names are case-insensitive (contract v3 §1): `Acme/Shop` from the remote and GitHub's `acme/shop` are one
+    repo, and the commit's task id is the same from the hook and from the push webhook."""
+    git(repo, "remote", "set-url", "origin", "https://github.com/Acme/Shop.git")
+    install(repo, "--gateway", gateway.url)
+    sha = commit(repo, f"Add\n\n{CLAUDE_TRAILER}")
+    (event,) = gateway.events
+    assert event["task_id"] == commit_task_id("acme/shop", sha) == commit_task_id("Acme/Shop", sha.upper())
+    assert validate(event, now=9e9).repo == "acme/shop"
+
+
 def test_a_commit_without_an_ai_trailer_reports_nothing(repo: Path, gateway: GatewayDouble) -> None:
     install(repo, "--gateway", gateway.url)
     commit(repo, "Plain human commit\n\nCo-authored-by: Alice <alice@example.com>")
@@ -304,6 +315,29 @@ def test_claude_code_reports_commits_made_after_a_previous_report(repo: Path, ga
 
     assert [e.get("commits") for e in gateway.events] == [None, [first], [first, second]]
     assert len({e["id"] for e in gateway.events}) == 3
+
+
+def test_a_long_session_is_reported_in_parts_of_at_most_the_task_limit(
+    repo: Path, gateway: GatewayDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task event lists at most 1,000 commits (contract v3 §1; 2 here): a longer session is one task reported in
+    parts, each with full SHAs and the session's whole `ai_lines`."""
+    import aiyield.plugins.hooks as hooks
+
+    monkeypatch.setattr(hooks, "MAX_TASK_COMMITS", 2)
+    claude_hook(gateway, "SessionStart", repo)
+    shas = [commit(repo, f"Step {i}\n\n{CLAUDE_TRAILER}", lines=i + 1) for i in range(5)]
+    claude_hook(gateway, "Stop", repo)
+
+    parts = gateway.events[1:]
+    assert [p["commits"] for p in parts] == [shas[0:2], shas[2:4], shas[4:]]
+    assert {p["task_id"] for p in parts} == {"5f1c2d3e-aaaa-bbbb"} and len({p["id"] for p in parts}) == 3
+    assert [p["ai_lines"] for p in parts] == [15, 15, 15]
+    for part in parts:
+        assert_valid(part)
+        assert all(len(sha) == 40 for sha in part["commits"])
+    claude_hook(gateway, "Stop", repo)  # reported: nothing more
+    assert len(gateway.events) == 4
 
 
 def test_claude_code_outside_git_and_with_bad_input_never_fails(tmp_path: Path, gateway: GatewayDouble) -> None:
