@@ -5,6 +5,10 @@ Figures (docs/PERFORMANCE.md explains each and keeps the results):
               handler (`processing.Processor.ingest`: decode, validate, price, aggregate, the pure plan
               `batch.ingest` through `RedisStore.transact`, dedup markers, counters and offsets in one transaction):
               it differs from the worker only by the framework.
+  minimal     events/s of a second floor: a consumer written for speed that does the same work per token event and
+              nothing else (msgspec decode straight into events, pseudonymise, price, aggregate into the same
+              buckets, dedup markers, counters and offsets in one transaction per batch with the store's own script)
+              but no validation, no plan, no WATCH, no marker lookups. `ratio_minimal` = worker / minimal.
   worker      events/s of one `aiyield worker` process draining the same data, produced -> counters complete;
               `ratio` = worker / floor.
   freshness   p50/p99 seconds from producing an event to its effect on the exporter's `/metrics`, at a steady rate
@@ -34,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import msgspec
 import redis
 
-from aiyield import keys
-from aiyield.core.events import envelope
+from aiyield import keys, redisconn
+from aiyield.core.events import TokenEvent, envelope
 from aiyield.core.windows import SEP
 
 MODELS = ("claude-sonnet-4-5", "gpt-5", "gemini-2.5-pro", "amazon.nova-pro")
@@ -57,8 +62,8 @@ class Options:
     scrape_series: int = 10_000
     gateway_seconds: float = 8.0
     gateway_clients: int = 10
-    #: Phases to run (all by default): floor, worker, freshness, scrape, gateway, scale.
-    phases: tuple[str, ...] = ("floor", "worker", "freshness", "scrape", "gateway", "scale")
+    #: Phases to run (all by default): floor, minimal, worker, freshness, scrape, gateway, scale.
+    phases: tuple[str, ...] = ("floor", "minimal", "worker", "freshness", "scrape", "gateway", "scale")
 
 
 @dataclass
@@ -207,7 +212,7 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from aiyield.kafka import Publisher
+    from aiyield.kafka import Publisher, read_range
     from aiyield.processing import Processor
     from aiyield.settings import Settings
     from aiyield.store import Consumed, RedisStore
@@ -222,7 +227,9 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 
     async def run() -> None:
         store = RedisStore(redis_url)
-        processor = Processor(settings, store, publisher.publish_async)
+        processor = Processor(
+            settings, store, publisher.publish_async, lambda *where: asyncio.to_thread(read_range, kafka, *where)
+        )
         while True:
             messages = consumer.consume(settings.batch_messages, timeout=settings.batch_seconds)
             records = [
@@ -236,20 +243,81 @@ def floor_consumer(kafka: str, redis_url: str, namespace: str) -> None:
 
 
 def _floor(bench: Bench) -> None:
-    total = _preload(bench, "floor.", "f")
-    url = bench.redis_url()
-    client = redis.Redis.from_url(url)
-    bench.progress(f"floor: {total:,} events preloaded; framework-free consumer draining")
-    argv = [sys.executable, "-c", "import sys; from aiyield.benchmark import floor_consumer; floor_consumer(*sys.argv[1:])",
-            bench.kafka, url, "floor."]
-    proc = _spawn(argv, bench.env("floor.", url), bench.workdir / "floor.log")
-    try:
-        drain = _drain(client, [proc], total, bench.progress, "floor")
-    finally:
-        _stop([proc])
+    drain = _consumer_phase(bench, "floor", "f", "floor_consumer", "framework-free consumer")
     bench.results["floor_events_per_s"] = round(drain.events_per_s)
     bench.results["floor_peak_rss_mb"] = round(drain.peak_rss_mb)
-    bench.progress(f"floor: {drain.events_per_s:,.0f} events/s")
+
+
+def _consumer_phase(bench: Bench, name: str, tag: str, entry: str, what: str):
+    """Preload a phase's events, drain them with one of this module's consumers in a process of its own."""
+    total = _preload(bench, f"{name}.", tag)
+    url = bench.redis_url()
+    client = redisconn.client(url)
+    bench.progress(f"{name}: {total:,} events preloaded; the {what} draining")
+    argv = [sys.executable, "-c", f"import sys; from aiyield.benchmark import {entry}; {entry}(*sys.argv[1:])",
+            bench.kafka, url, f"{name}."]
+    proc = _spawn(argv, bench.env(f"{name}.", url), bench.workdir / f"{name}.log")
+    try:
+        drain = _drain(client, [proc], total, bench.progress, name)
+    finally:
+        _stop([proc])
+    bench.progress(f"{name}: {drain.events_per_s:,.0f} events/s")
+    return drain
+
+
+# --- minimal: the second floor ---------------------------------------------------------------------------------------
+
+
+class _Envelope(msgspec.Struct):
+    events: list[TokenEvent]
+
+
+def minimal_consumer(kafka: str, redis_url: str, namespace: str) -> None:
+    """The second floor's consumer process (runs until terminated): see `minimal` in this module's docstring."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from aiyield.core.measures import measure
+    from aiyield.core.pricing import PriceTable
+    from aiyield.core.pseudonym import Pseudonymiser
+    from aiyield.settings import Settings
+    from aiyield.store import _APPLY, Writes, apply_args
+
+    settings = Settings.from_env({**os.environ, "AIYIELD_KAFKA": kafka, "AIYIELD_REDIS": redis_url, "AIYIELD_NAMESPACE": namespace})
+    consumer = Consumer({
+        "bootstrap.servers": kafka, "group.id": namespace + "minimal", "enable.auto.commit": False,
+        "fetch.max.bytes": 8 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
+    })
+    consumer.assign([TopicPartition(settings.events_topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
+    client = redisconn.client(redis_url)
+    apply = client.register_script(_APPLY)
+    decode = msgspec.json.Decoder(_Envelope).decode
+    prices = PriceTable.load(None)
+    pseudonymise = Pseudonymiser(settings.pseudonym_key.encode())
+    replace = msgspec.structs.replace
+    while True:
+        messages = [m for m in consumer.consume(settings.batch_messages, timeout=settings.batch_seconds) if m.error() is None]
+        if not messages:
+            continue
+        now = time.time()
+        writes = Writes()
+        offsets: dict[str, int] = {}
+        for message in messages:
+            for event in decode(message.value()).events:
+                if event.developer is not None:
+                    event = replace(event, developer=pseudonymise(event.developer))
+                writes.seen.append(keys.seen("event", event.id))
+                measure(writes.rollup, event, prices, now)
+                writes.saw("token", event.ts)
+            offsets[keys.offset("ingest", message.topic(), message.partition())] = message.offset() + 1
+        writes.count("token", "accepted", len(writes.seen))
+        pipe = client.pipeline(transaction=True)
+        apply(keys=[], args=apply_args(writes, offsets, now), client=pipe)
+        pipe.execute()
+
+
+def _minimal(bench: Bench) -> None:
+    drain = _consumer_phase(bench, "minimal", "m", "minimal_consumer", "minimal consumer")
+    bench.results["minimal_events_per_s"] = round(drain.events_per_s)
 
 
 # --- worker, memory, freshness ---------------------------------------------------------------------------------------
@@ -271,7 +339,7 @@ def _worker(bench: Bench) -> None:
     total = _preload(bench, "worker.", "w")
     url = bench.redis_url()
     bench.results["_worker_redis"] = url
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     before = _state_bytes(client)
     bench.progress(f"worker: {total:,} events preloaded; one `aiyield worker` draining")
     proc = _spawn(_worker_argv(), bench.env("worker.", url), bench.workdir / "worker.log")
@@ -283,6 +351,8 @@ def _worker(bench: Bench) -> None:
     bench.results["worker_peak_rss_mb"] = round(drain.peak_rss_mb)
     if "floor_events_per_s" in bench.results:
         bench.results["ratio"] = round(drain.events_per_s / bench.results["floor_events_per_s"], 2)
+    if "minimal_events_per_s" in bench.results:
+        bench.results["ratio_minimal"] = round(drain.events_per_s / bench.results["minimal_events_per_s"], 2)
     bench.results["redis_bytes_per_event"] = round((after - before) / total, 1)
     bench.results["dedup_bytes_per_event"] = round(dedup / total, 1)
     bench.results["dedup_keys"] = dedup_keys
@@ -385,7 +455,7 @@ def _scrape(bench: Bench) -> None:
     from aiyield.store import Consumed, RedisStore
 
     url = bench.redis_url()
-    redis.Redis.from_url(url).flushdb()
+    redisconn.client(url).flushdb()
     # Per (team, tool, model): spend and tokens of 4 types in 4 windows = 20 samples; ~1,000 more are per team.
     combos = max(1, (bench.options.scrape_series - 1000) // 20)
     teams, tools = 50, 3
@@ -418,7 +488,7 @@ def _scrape(bench: Bench) -> None:
         offset += 1
 
     loop = asyncio.new_event_loop()
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     before = _state_bytes(client)
     for i in range(0, len(events), 5000):
         loop.run_until_complete(write(events[i : i + 5000], now))
@@ -532,7 +602,7 @@ def _scale(bench: Bench) -> None:
     from aiyield.settings import Settings
 
     url = bench.redis_url()
-    client = redis.Redis.from_url(url)
+    client = redisconn.client(url)
     settings = Settings.from_env(bench.env("scale.", url))
     ensure_topics(bench.kafka, settings.topics, bench.options.partitions)
     bench.progress("scale-out: starting two workers and waiting for their group to settle")
@@ -558,7 +628,7 @@ def _scale(bench: Bench) -> None:
 
 
 PHASES: dict[str, Callable[[Bench], None]] = {
-    "floor": _floor, "worker": _worker, "freshness": _freshness, "scrape": _scrape, "gateway": _gateway, "scale": _scale,
+    "floor": _floor, "minimal": _minimal, "worker": _worker, "freshness": _freshness, "scrape": _scrape, "gateway": _gateway, "scale": _scale,
 }
 
 

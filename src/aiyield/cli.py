@@ -202,11 +202,10 @@ def _simulate(
 
 
 def _snapshot_reader(settings: Settings):
-    import redis
-
+    from aiyield import redisconn
     from aiyield.readout import read_snapshot
 
-    client = redis.Redis.from_url(settings.redis, socket_timeout=2, **settings.redis_client_options())
+    client = redisconn.client(settings, timeout=2)
     return lambda: read_snapshot(client, time.time())
 
 
@@ -239,8 +238,7 @@ def report(
     ),
 ) -> None:
     """Per-team spend, normalized deployments and cost per normalized deployment; or, with --month, the finance view."""
-    import redis
-
+    from aiyield import redisconn
     from aiyield.core.windows import WINDOWS
     from aiyield.readout import read_snapshot
 
@@ -248,7 +246,7 @@ def report(
         console.print(f"[red]unknown window {window!r}[/]; expected one of {', '.join(WINDOWS)}")
         raise typer.Exit(2)
     settings = _require(_settings(), kafka=False)
-    snap = read_snapshot(redis.Redis.from_url(settings.redis, **settings.redis_client_options()), time.time())
+    snap = read_snapshot(redisconn.client(settings), time.time())
     if month:
         teams = snap.month(settings.budgets)
         detail = snap.month(settings.budgets, by=("team", "tool", "model"))
@@ -289,8 +287,7 @@ def rebuild(
 
     Stop every worker first; start them again afterwards. What is and is not restored: docs/RELIABILITY.md.
     """
-    import redis
-
+    from aiyield import redisconn
     from aiyield.rebuild import RebuildError, rebuild as do_rebuild, worker_group
 
     settings = _require(_settings())
@@ -301,7 +298,7 @@ def rebuild(
             "from its oldest record. Stop every worker, then run again with --yes."
         )
         raise typer.Exit(1)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    client = redisconn.client(settings)
     try:
         done = do_rebuild(settings, client, force=force)
     except RebuildError as exc:
@@ -323,15 +320,14 @@ def reconcile(
     Providers without an admin key (AIYIELD_ANTHROPIC_ADMIN_KEY, AIYIELD_OPENAI_ADMIN_KEY) are skipped. Exit 1 when
     a provider failed (what the others fetched is stored), 2 when none is configured.
     """
-    import redis
-
+    from aiyield import redisconn
     from aiyield.reconcile import configured, run
 
     settings = _require(_settings(), kafka=False)
     if not configured(settings):
         console.print("[red]no provider configured:[/] set AIYIELD_ANTHROPIC_ADMIN_KEY and/or AIYIELD_OPENAI_ADMIN_KEY")
         raise typer.Exit(2)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    client = redisconn.client(settings)
     _terminate_on_sigterm()
 
     def progress(provider: str, pages: int, found: int) -> None:
@@ -513,10 +509,13 @@ def up(
     otlp_grpc_port: Optional[int] = typer.Option(None, help="OTLP over gRPC port (default 4317; 0: off)."),
     prices: Optional[Path] = typer.Option(None, help="TOML price file overriding the built-in table."),
     workers: int = typer.Option(1, help="Worker processes."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Directory of the embedded broker's and Redis's data (default: the state directory, "
+        "~/.local/state/aiyield): a restart on it loses and double-counts nothing."),
 ) -> None:
     """The whole pipeline in one process tree: worker, exporter, gateway (+ embedded Kafka and Redis)."""
     from aiyield.kafka import Publisher
-    from aiyield.local import ServiceExited, local_pipeline
+    from aiyield.local import DataDirInUse, ServiceExited, data_dir, local_pipeline
 
     settings = _settings(gateway_port=gateway_port, metrics_port=metrics_port, otlp_grpc_port=otlp_grpc_port,
                          prices=str(prices) if prices else None)
@@ -531,7 +530,9 @@ def up(
     _terminate_on_sigterm()
     with ExitStack() as stack:
         try:
-            running = stack.enter_context(local_pipeline(settings, workers, announce=console.print))
+            # Only the embedded services have data to keep.
+            data = (data or data_dir()) if not (settings.kafka and settings.redis) else None
+            running = stack.enter_context(local_pipeline(settings, workers, announce=console.print, data=data))
             settings = running.settings
             table = Table(title="aiyield is up", show_header=False)
             table.add_column(no_wrap=True)
@@ -544,6 +545,8 @@ def up(
             table.add_row("kafka", settings.kafka)
             table.add_row("redis", redact_url(settings.redis))
             table.add_row("logs", str(running.workdir))
+            if data is not None:
+                table.add_row("data", str(data))
             table.add_row("report", "aiyield report --window 1h")
             out.print(table)
 
@@ -556,6 +559,9 @@ def up(
         except ServiceExited as exc:
             console.print(f"[red]{exc}:[/]\n{exc.child.tail()}")
             raise typer.Exit(1) from None
+        except DataDirInUse as exc:
+            console.print(f"[red]{exc}[/]: stop it first, or give this one another --data")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             pass
         console.print("\nstopping…")
@@ -564,7 +570,7 @@ def up(
 @app.command()
 def bench(
     events: int = typer.Option(300_000, help="Token events drained by the floor, the worker and the 2 workers."),
-    phases: str = typer.Option("floor,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
+    phases: str = typer.Option("floor,minimal,worker,freshness,scrape,gateway,scale", help="Comma-separated phases to run."),
     batch_messages: int = typer.Option(100, help="Kafka messages per batch (each carries 100 events)."),
     scrape_series: int = typer.Option(10_000, help="About how many series the scrape phase serves."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),

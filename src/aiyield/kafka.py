@@ -13,10 +13,11 @@ import time
 import uuid
 from typing import Any, Mapping, Sequence
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from aiyield.core.events import Rejected, encode, envelope
+from aiyield.store import Consumed
 
 #: Events per Kafka message.
 ENVELOPE_SIZE = 100
@@ -54,6 +55,36 @@ def ensure_topics(kafka: KafkaConfig, topics: Sequence[str], partitions: int) ->
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+
+
+def read_range(
+    kafka: KafkaConfig, topic: str, partition: int, start: int, end: int, limit: int = 1000, timeout: float = 30.0,
+) -> list[Consumed]:
+    """The records of one partition at offsets [start, end) that Kafka still holds, at most `limit` of them, read
+    without joining a group (nothing is committed). From the oldest retained record when `start` is gone. Transport
+    failures raise OSError (retried by the worker)."""
+    consumer = Consumer(client_config(
+        kafka, **{"group.id": "aiyield-reread", "enable.auto.commit": False, "enable.partition.eof": True,
+                  "auto.offset.reset": "earliest"},
+    ))
+    found: list[Consumed] = []
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=1.0):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    return found
+                if error is not None:
+                    raise ConnectionError(f"reading {topic}:{partition}: {error}")
+                if message.offset() >= end or len(found) == limit:
+                    return found
+                found.append(Consumed(topic, partition, message.offset(), message.key(), message.value(),
+                                      message.timestamp()[1] / 1000.0))
+        raise TimeoutError(f"reading {topic}:{partition} from {start} to {end} took over {timeout:.0f}s")
+    finally:
+        consumer.close()
 
 
 def envelopes(events: Sequence[Any], size: int = ENVELOPE_SIZE) -> list[bytes]:

@@ -1,6 +1,6 @@
 """The local pipeline behind `aiyield up` (docs/INTERFACE.md §5): everything in one process tree on one machine.
 
-`local_pipeline` starts, in this order: a temporary directory for logs, the embedded broker and Redis-compatible
+`local_pipeline` starts, in this order: a directory for logs (DIR/logs with a data directory, else a temporary one), the embedded broker and Redis-compatible
 server (each only when `AIYIELD_KAFKA` / `AIYIELD_REDIS` is not set), the topics, the state file, then the worker(s),
 the exporter and the gateway as child processes of this one, and waits until the exporter and the gateway answer over
 HTTP. Leaving the context stops everything in reverse order and removes the state file, also on Ctrl-C.
@@ -21,12 +21,11 @@ import os
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from aiyield.embedded import Child, embedded_services, spawn, wait_until
+from aiyield.embedded import Child, embedded_services, http_ready, spawn, wait_until
 from aiyield.settings import Settings
 
 #: How long a freshly spawned exporter or gateway may take to answer before `up` gives up.
@@ -50,6 +49,29 @@ def state_file(env: Mapping[str, str] | None = None) -> Path:
         return Path(env["AIYIELD_STATE_FILE"])
     base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "aiyield" / "up.json"
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where `aiyield up` keeps its embedded broker's and Redis's data by default: the state directory."""
+    return state_dir(env)
+
+
+class DataDirInUse(RuntimeError):
+    """Another `aiyield up` runs on the same data directory."""
+
+
+def lock_data(data: Path) -> int:
+    """Hold DIR/lock for this process's life (released by the kernel even on SIGKILL): one `up` per directory."""
+    import fcntl
+
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(f"another aiyield up is using {data}") from None
+    return fd
 
 
 def write_state(path: Path, kafka: str, redis: str, pid: int) -> None:
@@ -178,20 +200,29 @@ class LocalPipeline:
 
 @contextlib.contextmanager
 def local_pipeline(
-    settings: Settings, workers: int = 1, announce: Callable[[str], None] = lambda _message: None
+    settings: Settings, workers: int = 1, announce: Callable[[str], None] = lambda _message: None,
+    data: Path | None = None,
 ) -> Iterator[LocalPipeline]:
     """Start the whole pipeline; yield it once the exporter and gateway answer; stop it all on exit.
 
-    `announce` is told about slow steps before they start (the embedded services take a few seconds).
+    `announce` is told about slow steps before they start (the embedded services take a few seconds). `data`: where
+    the embedded services keep their data, and the logs (None: in memory, gone when they stop; logs in a temporary
+    directory).
     """
     from aiyield.kafka import ensure_topics
 
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
+        if data is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiyield-up-")))
+        else:  # beside the data: kept for a look after a crash, replaced by the next run's
+            stack.callback(os.close, lock_data(data))
+            workdir = data / "logs"
+            workdir.mkdir(exist_ok=True)
         if not (settings.kafka and settings.redis):
-            announce("starting embedded Kafka-compatible broker and Redis-compatible server…")
+            announce("starting embedded Kafka-compatible broker and Redis-compatible server"
+                     + (f" (data in {data})…" if data is not None else "…"))
         services = stack.enter_context(
-            embedded_services(workdir, want_kafka=not settings.kafka, want_redis=not settings.redis)
+            embedded_services(workdir, want_kafka=not settings.kafka, want_redis=not settings.redis, data=data)
         )
         settings = settings.with_overrides(kafka=settings.kafka or services.kafka, redis=settings.redis or services.redis)
         ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
@@ -207,6 +238,6 @@ def local_pipeline(
             children.append(child)
         running = LocalPipeline(settings, workdir, children)
         exporter, gateway = children[-2], children[-1]
-        wait_until(exporter, lambda: http_ok(running.metrics_url), timeout=START_TIMEOUT)
-        wait_until(gateway, lambda: http_ok(running.gateway_url + "/healthz"), timeout=START_TIMEOUT)
+        wait_until(exporter, lambda: http_ready(running.metrics_url), timeout=START_TIMEOUT)
+        wait_until(gateway, lambda: http_ready(running.gateway_url + "/healthz"), timeout=START_TIMEOUT)
         yield running

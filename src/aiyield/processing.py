@@ -4,6 +4,11 @@ Each handler decodes a batch of consumed Kafka records, publishes its side outpu
 applies the batch's pure plan (`aiyield.batch`) with `Store.transact` (writes + offsets, atomically). The faust
 topology in `worker.py` only feeds batches in.
 
+A store that is behind the stream (a Redis failover lost the last batches of an asynchronous replica after Kafka had
+been told they were done, or Redis lost its data: `store.Behind`) is brought level first (`_in_order`): the missing
+records are read again from Kafka and applied before the batch, so the worker resumes from the offsets the store
+holds, without a restart.
+
 Error policy, in one place (`_guarded`): a record the handler cannot process — whatever the reason, a bug included —
 never stops its partition. The batch is retried record by record; each record that still fails is dead-lettered
 with the error as its reason and its offset committed with no other effect, and the stream moves on. Transport
@@ -27,12 +32,15 @@ from aiyield.core.pricing import PriceTable
 from aiyield.core.pseudonym import Pseudonymiser
 from aiyield.kafka import dead_letters
 from aiyield.settings import Settings
-from aiyield.store import Consumed, Store, Writes, retry_transient
+from aiyield.store import Behind, Consumed, Store, Writes, retry_transient
 
 log = logging.getLogger(__name__)
 
 #: publish(topic, values, keys) -> awaitable completing once Kafka acknowledged every message.
 Publish = Callable[[str, Sequence[bytes], Sequence[bytes | None] | None], Awaitable[None]]
+#: reread(topic, partition, start, end) -> the first records Kafka still holds at offsets [start, end), in order:
+#: all of them, or a bounded chunk.
+Reread = Callable[[str, int, int, int], Awaitable[list[Consumed]]]
 
 INGEST, JOIN, DEAD_LETTERS = "ingest", "join", "dlq"
 
@@ -47,26 +55,58 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 class Processor:
-    def __init__(self, settings: Settings, store: Store, publish: Publish) -> None:
+    def __init__(self, settings: Settings, store: Store, publish: Publish, reread: Reread) -> None:
         self.store = store
         self.publish = publish
+        self.reread = reread
         self.prices = PriceTable.load(settings.prices)
         self.pseudonymise = Pseudonymiser(settings.pseudonym_key.encode())
         self.policy = settings.policy
         self.dlq_topic = settings.dlq_topic
         self.join_topic = settings.join_topic
         self.transient = _transport_errors()
+        #: Raised through `_guarded` untouched: not a record's fault.
+        self.not_of_a_record = (*self.transient, Behind)
         self.caps = settings.caps
 
     async def ingest(self, records: Sequence[Consumed]) -> int:
-        return await self._guarded(INGEST, records, self._ingest)
+        return await self._in_order(INGEST, records, self._ingest)
 
     async def join(self, records: Sequence[Consumed]) -> int:
-        return await self._guarded(JOIN, records, self._join)
+        return await self._in_order(JOIN, records, self._join)
 
     async def dead_letters(self, records: Sequence[Consumed]) -> int:
         """Count invalid events from the dead-letter topic, whoever rejected them (worker, gateway, `send`)."""
-        return await self._guarded(DEAD_LETTERS, records, self._dead_letters)
+        return await self._in_order(DEAD_LETTERS, records, self._dead_letters)
+
+    async def _in_order(
+        self, consumer: str, records: Sequence[Consumed], handle: Callable[[Sequence[Consumed]], Awaitable[int]]
+    ) -> int:
+        """Apply the batch; while the store is behind it, first read the missing records again and apply them.
+
+        `reread` returns a bounded chunk, so a store far behind (a Redis that lost everything) catches up chunk by
+        chunk. Offsets Kafka no longer holds (retention), or that hold no record (transaction markers), are stepped
+        over with `Store.advance`, logged. Each round moves the stored offset forward, so this ends.
+        """
+        while True:
+            try:
+                return await self._guarded(consumer, records, handle)
+            except Behind as behind:
+                missing = behind.missing
+            for (topic, partition), (start, end) in sorted(missing.items()):
+                log.warning("%s: the store is behind %s:%d (next offset %d, batch starts at %d: a Redis failover, or "
+                            "a store that lost its data); re-reading from Kafka", consumer, topic, partition, start, end)
+                found = await retry_transient(
+                    f"re-reading {topic}:{partition} from {start}",
+                    lambda: self.reread(topic, partition, start, end), self.transient,  # noqa: B023 - awaited at once
+                )
+                first = found[0].offset if found else end
+                if first > start:
+                    log.warning("%s: offsets %d to %d of %s:%d are not in Kafka (deleted by retention, or no records); "
+                                "stepping over them", consumer, start, first - 1, topic, partition)
+                    await self.store.advance(consumer, topic, partition, start, first)
+                if found:
+                    await self._guarded(consumer, found, handle)
 
     async def _ingest(self, records: Sequence[Consumed]) -> int:
         now = time.time()
@@ -126,7 +166,7 @@ class Processor:
         """Run a handler on the batch; if it fails, on each record alone, dead-lettering the ones that fail."""
         try:
             return await handle(records)
-        except self.transient:
+        except self.not_of_a_record:
             raise
         except Exception:  # noqa: BLE001 - narrowed below to the records at fault
             if len(records) > 1:
@@ -135,7 +175,7 @@ class Processor:
         for record in records:
             try:
                 applied += await handle([record])
-            except self.transient:
+            except self.not_of_a_record:
                 raise
             except Exception as exc:  # noqa: BLE001 - the record is dead-lettered with the error, and counted
                 applied += await self._reject_record(consumer, record, exc)

@@ -160,7 +160,7 @@ class Settings:
         )
 
     def redis_client_options(self) -> dict[str, Any]:
-        """Keyword arguments for `Redis.from_url(settings.redis, ...)` beyond the URL (which carries the scheme,
+        """Keyword arguments for a Redis client beyond the URL (`redisconn.client` adds them; the URL carries the scheme,
         `rediss://` for TLS, and the ACL user and password)."""
         return {"ssl_ca_certs": self.redis_ca_file} if self.redis_ca_file else {}
 
@@ -322,8 +322,10 @@ def _transport_security(get, kw: dict) -> None:
         if get(name) is not None and not os.path.isfile(get(name)):
             raise SettingsError(f"AIYIELD_{name}={get(name)!r} is not a readable file")
     redis_url = get("REDIS")
-    if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(f"AIYIELD_REDIS={redact_url(redis_url)!r}: expected a redis://, rediss:// or unix:// URL")
+    if redis_url is not None:
+        from aiyield.redisconn import parse  # the owner of the URL forms; it imports this module
+
+        parse(redis_url)
     if get("REDIS_CA_FILE") and redis_url is not None and urlsplit(redis_url).scheme != "rediss":
         raise SettingsError("AIYIELD_REDIS_CA_FILE is set but AIYIELD_REDIS is not a rediss:// (TLS) URL")
 

@@ -3,8 +3,10 @@
 Teams use different tools and models; AI tasks write commits that are pushed, deployed head-only to staging and
 production, sometimes rolled back; some task reports arrive after their deployment; and one team ("growth-lab")
 burns tokens and never ships: its tasks are abandoned, or claim commits another team already owns (contested
-claims), so every metric and the waste signals move. Pure and seeded: the
-caller supplies the clock.
+claims), so every metric and the waste signals move. A team that games crediting ("ops-farm") ships real work but
+cuts every change into one task per commit with the lines split between them, and adds trailer-style claims
+without lines on the same commits: under contract v3 it earns what one task per change would (one deployment is
+worth at most 1 to a team), and its extra claims show as contested. Pure and seeded: the caller supplies the clock.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ TEAMS = {
     "platform": ("copilot", ["gpt-4.1", "gemini-2.5-pro"], "acme/platform", True),
     "data": ("kiro", ["amazon.nova-pro-v1:0", "claude-sonnet-4"], "acme/pipelines", True),
     "growth-lab": ("codex", ["gpt-5-codex", "o3"], "acme/growth-experiments", False),
+    "ops-farm": ("aider", ["gpt-5-mini", "claude-haiku-4-5"], "acme/ops-tools", True),
 }
+FARM = "ops-farm"
 
 
 @dataclass
@@ -97,6 +101,8 @@ class Organisation:
         if not ships or self.rng.random() < 0.15:
             return [started, {**base, "id": self._id("evt"), "ts": ts, "status": "abandoned"}]
         commits = [self._sha() for _ in range(self.rng.randint(1, 3))]
+        if team == FARM:
+            return [started, *self._farm(base, ts, commits)]
         repo = self.repos[team]
         repo.pending.extend(commits)
         repo.recent = (repo.recent + commits)[-50:]
@@ -116,6 +122,21 @@ class Organisation:
             self.late.append((ts + self.rng.uniform(5, 30), done))  # reported after the deployment shipped it
             return [started, push]
         return [started, push, done]
+
+    def _farm(self, base: dict, ts: float, commits: list[str]) -> list[dict]:
+        """One change reported as many: a task per commit sharing its lines, and a line-less claim on each commit."""
+        repo_name = TEAMS[FARM][2]
+        repo = self.repos[FARM]
+        repo.pending.extend(commits)
+        push = {"type": "push", "id": self._id("push"), "ts": ts, "repo": repo_name, "branch": "main", "commits": commits}
+        lines = self.rng.choice([12, 30, 60])
+        out = [push]
+        for i, sha in enumerate(commits):
+            for kind, extra in (("piece", {"ai_lines": lines // len(commits)}), ("trailer", {})):
+                out.append({**base, "task_id": f"{base['task_id']}-{kind}-{i}", "id": self._id("evt"),
+                            "ts": ts + (1 if kind == "trailer" else 0), "status": "completed", "repo": repo_name,
+                            "commits": [sha], **extra})
+        return out
 
     def _deploy(self, team: str, ts: float) -> list[dict]:
         _tool, _models, repo_name, ships = TEAMS[team]

@@ -22,13 +22,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generator, Protocol, Sequence, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from aiyield import keys
+from aiyield import keys, redisconn
 from aiyield.core.windows import SEP, Rollup, expires_at
 
 log = logging.getLogger(__name__)
@@ -117,14 +116,40 @@ class Writes:
 Plan = Callable[[list["Consumed"]], Generator[Read, Got, Writes]]
 
 
+class Behind(Exception):
+    """The store's offsets stop short of the batch: records between them were never applied here. Nothing was written.
+
+    Kafka's committed offsets never lead the store's on one Redis, but a failover to an asynchronous replica can
+    lose the master's last batches after Kafka was told they were done; a worker then receives records past what
+    the new master holds (or none at all of a partition). `missing`: (topic, partition) -> (the store's next
+    offset, 0 when it has none; the batch's first offset).
+    """
+
+    def __init__(self, missing: dict[tuple[str, int], tuple[int, int]]) -> None:
+        super().__init__(", ".join(f"{t}:{p} from {a} to {b}" for (t, p), (a, b) in sorted(missing.items())))
+        self.missing = missing
+
+
 class Store(Protocol):
     async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int: ...
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None: ...
 
     async def close(self) -> None: ...
 
 
 def _fresh(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> list[Consumed]:
     return [r for r in records if r.offset >= start.get((r.topic, r.partition), -1)]
+
+
+def _behind(records: Sequence[Consumed], start: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Partitions whose first record in the batch lies past the stored next offset; a partition never stored starts
+    at 0 (when retention deleted its oldest records, the first batch steps over them once: `Store.advance`)."""
+    first: dict[tuple[str, int], int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        first[tp] = min(r.offset, first.get(tp, r.offset))
+    return {tp: (start.get(tp, 0), n) for tp, n in first.items() if n > start.get(tp, 0)}
 
 
 def _next_offsets(fresh: Sequence[Consumed]) -> dict[tuple[str, int], int]:
@@ -139,7 +164,9 @@ def _saturate(amount: int) -> int:
     return max(-COUNTER_LIMIT, min(COUNTER_LIMIT, amount))
 
 
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+#: A demoted master answers writes with READONLY (a failover behind a plain URL, e.g. a managed Redis's DNS name):
+#: retried like a lost connection, and a Sentinel-managed client asks the sentinels for the new master.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
 # One script applies a whole batch: its dedup markers, counters, HyperLogLogs, sets, join state and offsets. It runs
 # inside MULTI (so the WATCHed offsets and read keys still guard it) and is itself atomic, which lets it check the
@@ -408,10 +435,10 @@ def apply_args(writes: Writes, offsets: dict[str, int], now: float) -> list:
 
 class RedisStore:
     def __init__(self, url: str, clock: Callable[[], float] = time.time, **options) -> None:
-        """`options`: more `from_url` arguments (TLS: `Settings.redis_client_options()`)."""
+        """`options`: more `redisconn.client` arguments (TLS: `Settings.redis_client_options()`)."""
         self.url = url
         self.clock = clock
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=30, health_check_interval=10, **options)
+        self.redis = redisconn.client(url, asyncio=True, health_check_interval=10, **options)
         self._apply = self.redis.register_script(_APPLY)
         self._get_fields = self.redis.register_script(_GET_FIELDS)
         self._configured = False
@@ -470,7 +497,12 @@ class RedisStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(*offset_keys.values())
             stored = await pipe.mget(list(offset_keys.values()))
-            fresh = _fresh(records, {tp: int(v) for tp, v in zip(partitions, stored) if v is not None})
+            start = {tp: int(v) for tp, v in zip(partitions, stored) if v is not None}
+            behind = _behind(records, start)
+            if behind:
+                await pipe.unwatch()
+                raise Behind(behind)
+            fresh = _fresh(records, start)
             if not fresh:
                 await pipe.unwatch()
                 return 0
@@ -489,6 +521,30 @@ class RedisStore:
             if result != 1:
                 raise _Conflict({m.decode() for m in result[1]})
             return len(fresh)
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None:
+        """Move a partition's stored offset from `start` to `to`, over offsets Kafka no longer holds (or that hold no
+        records); nothing else changes. A no-op when the stored offset is no longer `start`."""
+        key = keys.offset(consumer, topic, partition)
+
+        async def once() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if int(await pipe.get(key) or 0) != start:
+                    await pipe.unwatch()
+                    return
+                pipe.multi()
+                pipe.set(key, to)
+                await pipe.execute()
+
+        attempt = _Backoff()
+        while True:
+            try:
+                return await once()
+            except WatchError:
+                continue
+            except _TRANSIENT as exc:
+                await attempt.wait(f"redis unavailable ({exc}); retrying an offset move")
 
     async def _read(self, pipe, read: Read, known: set[keys.Marker]) -> Got:
         # Markers are answered from what earlier attempts found (optimistic, see `Read.seen`): the apply script
@@ -554,7 +610,11 @@ class MemoryStore:
         pass
 
     async def transact(self, consumer: str, records: Sequence[Consumed], plan: Plan) -> int:
-        start = {(r.topic, r.partition): self.offsets.get(keys.offset(consumer, r.topic, r.partition), -1) for r in records}
+        stored = {(r.topic, r.partition): self.offsets.get(keys.offset(consumer, r.topic, r.partition)) for r in records}
+        start = {tp: n for tp, n in stored.items() if n is not None}
+        behind = _behind(records, start)
+        if behind:
+            raise Behind(behind)
         fresh = _fresh(records, start)
         if not fresh:
             return 0
@@ -569,6 +629,11 @@ class MemoryStore:
         for (topic, partition), n in _next_offsets(fresh).items():
             self.offsets[keys.offset(consumer, topic, partition)] = n
         return len(fresh)
+
+    async def advance(self, consumer: str, topic: str, partition: int, start: int, to: int) -> None:
+        key = keys.offset(consumer, topic, partition)
+        if self.offsets.get(key, 0) == start:
+            self.offsets[key] = to
 
     def _read(self, read: Read) -> Got:
         values = {k: self.values.get(k) for k in read.keys}

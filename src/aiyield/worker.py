@@ -14,6 +14,7 @@ Workers scale out by partitions: start more `aiyield worker` processes with the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -21,6 +22,7 @@ from typing import Awaitable, Callable, Sequence
 
 import faust
 
+from aiyield.kafka import read_range
 from aiyield.processing import Processor
 from aiyield.settings import Settings
 from aiyield.store import Consumed, RedisStore
@@ -97,7 +99,10 @@ def create_app(settings: Settings, datadir: str | None = None) -> faust.App:
         for future in futures:
             await future
 
-    processor = Processor(settings, store, publish)
+    async def reread(topic: str, partition: int, start: int, end: int) -> list[Consumed]:
+        return await asyncio.to_thread(read_range, settings.kafka_client_config(), topic, partition, start, end)
+
+    processor = Processor(settings, store, publish, reread)
 
     def batch_agent(topic_name: str, handler: Callable[[Sequence[Consumed]], Awaitable[int]]) -> None:
         topic = app.topic(topic_name, partitions=settings.partitions)

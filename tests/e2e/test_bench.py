@@ -26,8 +26,9 @@ def bench_json(*args: str) -> tuple[dict, str]:
 
 
 def test_bench_json_reports_floor_worker_ratio_and_memory():
-    figures, progress = bench_json("--events", "3000", "--phases", "floor,worker")
-    for name in ("floor_events_per_s", "worker_events_per_s", "ratio", "redis_bytes_per_event",
+    figures, progress = bench_json("--events", "3000", "--phases", "floor,minimal,worker")
+    for name in ("floor_events_per_s", "minimal_events_per_s", "worker_events_per_s", "ratio", "ratio_minimal",
+                 "redis_bytes_per_event",
                  "dedup_bytes_per_event", "worker_peak_rss_mb"):
         assert figures[name] > 0, name
     assert figures["events"] == 3000

@@ -14,10 +14,10 @@ from typing import Callable
 
 import msgspec
 import pytest
-import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from aiyield import redisconn
 from aiyield.embedded import free_port
 from aiyield.exporter import serve
 from aiyield.kafka import CONSUMER_TIMEOUTS, Publisher, ensure_topics
@@ -44,7 +44,7 @@ class Pipeline:
         self.logdir = logdir
         ensure_topics(self.settings.kafka, self.settings.topics, self.settings.partitions)
         self.publisher = Publisher(self.settings.kafka)
-        self.redis = redis.Redis.from_url(self.settings.redis)
+        self.redis = redisconn.client(self.settings)
         self.workers: list[subprocess.Popen] = []
         port = free_port()
         self._server, self._thread = serve(self.settings.redis, port, host="127.0.0.1")

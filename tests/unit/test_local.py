@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from aiyield.local import (
+    DataDirInUse,
+    data_dir,
+    lock_data,
     read_state,
     resolve_services,
     service_commands,
@@ -94,3 +97,19 @@ def test_a_child_that_stops_is_reported_by_name(tmp_path):
         assert alive.proc.poll() is None
     finally:
         alive.stop()
+
+
+def test_data_lives_in_the_state_directory_by_default(tmp_path):
+    assert data_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "aiyield"
+
+
+def test_one_up_per_data_directory(tmp_path):
+    import os
+
+    held = lock_data(tmp_path / "data")
+    try:
+        with pytest.raises(DataDirInUse, match="another aiyield up is using"):
+            lock_data(tmp_path / "data")
+    finally:
+        os.close(held)
+    os.close(lock_data(tmp_path / "data"))  # free again once the holder let go

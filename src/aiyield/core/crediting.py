@@ -63,6 +63,9 @@ MAX_TASK_COMMITS = 10_000
 INLINE_COMMITS = 64
 #: An abbreviated SHA is resolved by reading at most this many full SHAs with its prefix: more means ambiguous.
 PREFIX_CANDIDATES = 64
+#: The abbreviation registry's entry (repo, LENGTHS) lists the lengths the repo's deployments abbreviate to.
+LENGTHS = ""
+
 
 
 @dataclass(frozen=True)
@@ -640,7 +643,10 @@ def _fold_pushes(view: _View, work: _Work, pushes: list[PushEvent], policy: Poli
             assert commit is not None and commit.first_push is not None
             view.changes.prefixes.setdefault(repo, []).append((sha, commit.first_push))
     # Deployments that named an abbreviation of a newly pushed SHA resolve it again.
-    abbreviations = {(repo, sha[:n]) for repo, shas in new_shas.items() for sha in shas for n in range(SHORT_SHA, len(sha))}
+    # Only at the lengths the repo's deployments abbreviate to (`LENGTHS`): most repos have none, GitLab's 8, Argo's 7.
+    yield from view.need(abbreviations={(repo, LENGTHS) for repo in new_shas})
+    lengths = {repo: [int(n) for n in view.loaded.abbreviations.get((repo, LENGTHS), ())] for repo in new_shas}
+    abbreviations = {(repo, sha[:n]) for repo, shas in new_shas.items() for sha in shas for n in lengths[repo] if n < len(sha)}
     yield from view.need(abbreviations=abbreviations)
     for pref in abbreviations:
         work.deployments |= {(pref[0], d) for d in view.loaded.abbreviations.get(pref, ())}
@@ -720,12 +726,18 @@ def _reindex(view: _View, work: _Work, policy: Policy) -> Generator[Need, Loaded
     yield from view.need(commits={(repo, sha) for pref in abbreviated for repo in [pref[0]] for sha in view.loaded.prefixes.get(pref, ())})
     redo = set(work.refacts | work.forced) & candidates
     # New facts naming abbreviations are registered under them, to be resolved again when a matching SHA is pushed.
-    register = {(ref[0], sha): ref[1] for ref in work.refacts & candidates for sha in _names(view.loaded.deployments[ref]) if not is_full(sha)}  # type: ignore[arg-type]
+    register: dict[PrefixRef, set[str]] = {}
+    for ref in work.refacts & candidates:
+        for sha in _names(view.loaded.deployments[ref]):  # type: ignore[arg-type]
+            if not is_full(sha):
+                register.setdefault((ref[0], sha), set()).add(ref[1])
+    for repo, abbreviation in list(register):
+        register.setdefault((repo, LENGTHS), set()).add(str(len(abbreviation)))
     yield from view.need(abbreviations=set(register))
-    for pref, deploy_id in register.items():
+    for pref, names in register.items():
         known = view.changes.abbreviations.get(pref) or view.loaded.abbreviations.get(pref) or []
-        if deploy_id not in known:
-            view.changes.abbreviations[pref] = sorted({*known, deploy_id})
+        if not names <= set(known):
+            view.changes.abbreviations[pref] = sorted({*known, *names})
     for ref in candidates:
         state = view.loaded.deployments[ref]
         assert state is not None

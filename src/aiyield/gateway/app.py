@@ -13,10 +13,10 @@ import logging
 import signal
 import sys
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from confluent_kafka import KafkaException
 
+from aiyield import redisconn
 from aiyield.gateway import handlers, otlp_grpc
 from aiyield.gateway.auth import Authenticator, missing_credentials
 from aiyield.gateway.cumulative import CumulativeState, RedisCumulativeState
@@ -114,7 +114,8 @@ def run_gateway(settings: Settings) -> None:
 async def _serve(settings: Settings, authenticator: Authenticator) -> None:
     loop = asyncio.get_running_loop()
     publisher = Publisher(settings.kafka_client_config(), timeout=settings.publish_timeout_seconds)
-    redis_client = aioredis.Redis.from_url(settings.redis, **settings.redis_client_options())
+    # Short timeout: an OTLP request waits on it (cumulative series state).
+    redis_client = redisconn.client(settings, asyncio=True, timeout=5)
     readiness = Readiness(settings.kafka_client_config(), ttl=settings.ready_cache_seconds)
     app = create_app(settings, publisher, RedisCumulativeState(redis_client), readiness, authenticator)
     # An answer given before the body was read (401, 429, 413) leaves the body unread: it is discarded, never kept,
