@@ -393,8 +393,7 @@ def pull(
     Idempotent: a pull repeated over the same days counts nothing twice. Exit 1 when the vendor refused the
     credential or an answer could not be used, 2 when the credential is not set. docs/CONNECTORS.md.
     """
-    import redis
-
+    from aiyield import redisconn
     from aiyield.kafka import Publisher, ensure_topics
     from aiyield.pulling import PullError, Unauthorized, connector as connector_of, run
 
@@ -404,7 +403,7 @@ def pull(
         console.print(f"[red]{vendor.value}: {missing} is not set[/]")
         raise typer.Exit(2)
     settings = _require(settings)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=30, **settings.redis_client_options())
+    client = redisconn.client(settings)
     ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
     publisher = Publisher(settings.kafka_client_config())
     _terminate_on_sigterm()
