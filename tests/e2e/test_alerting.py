@@ -34,7 +34,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
-WASTEFUL = "growth-lab"  # core/simulate.py: burns tokens, never ships
+WASTEFUL = "growth-lab"  # simulate.py: burns tokens, never ships
+FARM = "ops-farm"  # simulate.py: cuts work into many claims (contested)
 HONEST = ("payments", "search", "platform", "data")
 
 #: Dashboard queries that cannot return data under `up --simulate` yet, and why. Everything else must.
@@ -197,9 +198,12 @@ def test_wasteful_team_alert_reaches_the_webhook_and_dashboards_have_data(tmp_pa
     ]
     api = f"http://127.0.0.1:{prom_port}/api/v1"
     try:
-        wait_for(lambda: webhook.firing("AiyieldWasteSignal"), 400, "a waste alert at the webhook", procs, logs)
+        wasteful = lambda: [a for a in webhook.firing("AiyieldWasteSignal") if a["labels"]["team"] == WASTEFUL]  # noqa: E731
+        wait_for(wasteful, 400, "a waste alert for the wasteful team at the webhook", procs, logs)
         waste = webhook.firing("AiyieldWasteSignal")
-        assert {a["labels"]["team"] for a in waste} == {WASTEFUL}, waste
+        # Only the simulation's two gaming teams: the one that burns tokens, and the one that farms claims (its
+        # line-less trailer claims are contested).
+        assert {a["labels"]["team"] for a in waste} <= {WASTEFUL, FARM}, waste
         # Which of its signals fires first depends on timing (it burns tokens, abandons tasks, claims others'
         # commits); that every alert is one of the waste signals, for the wasteful team only, does not.
         assert {a["labels"]["signal"] for a in waste} <= set(Signal.ALL), waste
