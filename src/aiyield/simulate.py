@@ -39,6 +39,8 @@ class _Repo:
 class Organisation:
     def __init__(self, seed: int = 7, developers_per_team: int = 6) -> None:
         self.rng = random.Random(seed)
+        # The farming team draws from its own generator, so the other teams' story is the same with or without it.
+        self.farm_rng = random.Random(seed + 1)
         self.developers = {t: [f"{t}-dev-{i}@acme.example" for i in range(developers_per_team)] for t in TEAMS}
         self.repos = {t: _Repo(spec[2]) for t, spec in TEAMS.items()}
         self.seq = 0
@@ -54,20 +56,29 @@ class Organisation:
     def tick(self, now: float, events: int) -> list[dict]:
         """About `events` events with timestamps in (now - 1, now]."""
         out: list[dict] = []
-        teams = list(TEAMS)
+        teams = [t for t in TEAMS if t != FARM]
         while len(out) < events:
-            team = self.rng.choice(teams)
-            ts = now - self.rng.random()
-            roll = self.rng.random()
-            if roll < 0.965 or team == "growth-lab" and roll < 0.985:
-                out.append(self._token(team, ts))
-            elif roll < 0.995:
-                out.extend(self._task(team, ts))
-            else:
-                out.extend(self._deploy(team, ts))
+            out.extend(self._event(self.rng.choice(teams), now))
+        main_rng, self.rng = self.rng, self.farm_rng
+        try:
+            farm: list[dict] = []
+            while len(farm) < events // len(TEAMS):
+                farm.extend(self._event(FARM, now))
+        finally:
+            self.rng = main_rng
+        out += farm
         due = [e for t, e in self.late if t <= now]
         self.late = [(t, e) for t, e in self.late if t > now]
         return out + due
+
+    def _event(self, team: str, now: float) -> list[dict]:
+        ts = now - self.rng.random()
+        roll = self.rng.random()
+        if roll < 0.965 or team == "growth-lab" and roll < 0.985:
+            return [self._token(team, ts)]
+        if roll < 0.995:
+            return self._task(team, ts)
+        return self._deploy(team, ts)
 
     def _token(self, team: str, ts: float) -> dict:
         tool, models, _repo, _ships = TEAMS[team]
