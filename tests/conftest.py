@@ -63,3 +63,14 @@ def billing_apis():
     running = Running(apis)
     yield apis
     running.close()
+
+
+@pytest.fixture
+def vendor_apis():
+    """A local Cursor, Claude Code Analytics and Copilot metrics API (tests/vendor_apis.py); fill its record lists."""
+    from tests.vendor_apis import Running, VendorApis
+
+    apis = VendorApis()
+    running = Running(apis)
+    yield apis
+    running.close()

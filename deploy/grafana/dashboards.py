@@ -3,10 +3,10 @@
     python deploy/grafana/dashboards.py          # regenerate deploy/grafana/dashboards/*.json
     python deploy/grafana/dashboards.py --check  # exit 1 when a committed file differs from what this generates
 
-finance       spend by team, tool and model; billed against estimated; month to date against budget and forecast;
-              burn ratio; cost per normalized deployment
+finance       spend by team, tool and model; seat spend by tool; billed against estimated; month to date against
+              budget and forecast; burn ratio; cost per normalized deployment
 effectiveness normalized deployments, ship, abandon and change-failure ratios, contested claims, what the tools
-              report they wrote, waste signals, spikes
+              report (lines, commits, suggestion acceptance, active user-days), waste signals, spikes
 pipeline      for SREs: intake by outcome, invalid and duplicate ratios, deployments, freshness, scrape health,
               cardinality guard
 
@@ -173,6 +173,9 @@ def finance():
                     description="Add these models to the price file (AIYIELD_PRICES) or send cost_usd."))
     d.with_panel(grid("Spend by tool and model over the picked range",
                       over_range("aiyield_spend_usd_total", TT, "tool, model")))
+    d.with_panel(grid("Seat spend by tool over the picked range",
+                      over_range("aiyield_spend_usd_total", f'model="seats", {TT}', "tool"),
+                      description="[seats] prices of the organisation file over the month's days (aiyield pull)."))
     d.with_panel(grid("Teams over the picked range: spend, normalized deployments, cost per normalized deployment",
                       over_range("aiyield_spend_usd_total", TT, "team"),
                       given_minus_retracted(),
@@ -242,12 +245,22 @@ def effectiveness():
                       ratio(by_team["retracted_normalized_deployments"], by_team["normalized_deployments"]),
                       ratio(tasks("shipped"), tasks("completed")),
                       ratio(tasks("abandoned"), tasks("completed|abandoned"))))
-    d.with_row(row("What the tools report they wrote (Claude Code's own counts: context, never credit)"))
-    d.with_panel(ts("Lines added and removed by tool (per hour)", "short",
-                    (per_hour("aiyield_tool_lines_total", TT, "tool, change"), "{{tool}} {{change}}"), w=8))
+    d.with_row(row("What the tools report (their own figures: context, never credit; docs/CONNECTORS.md)"))
+    d.with_panel(ts("Lines the tools report by tool (per hour)", "short",
+                    (per_hour("aiyield_tool_lines_total", TT, "tool, change"), "{{tool}} {{change}}"), w=8,
+                    description="Added and removed (Claude Code), suggested and accepted (Copilot, Cursor)."))
     d.with_panel(ts("Commits by tool (per hour)", "short", (per_hour("aiyield_tool_commits_total", TT, "tool"), "{{tool}}"), w=8))
     d.with_panel(ts("Pull requests by tool (per hour)", "short",
                     (per_hour("aiyield_tool_pull_requests_total", TT, "tool"), "{{tool}}"), w=8))
+    accepted, shown = (per_hour("aiyield_tool_suggestions_total", f'stage="{stage}", {TT}', "tool")
+                       for stage in ("accepted", "shown"))
+    d.with_panel(ts("Suggestion acceptance ratio by tool", "percentunit",
+                    (f"{accepted}\n/ on (tool)\n({shown} > 0)", "{{tool}}"),
+                    description="Code suggestions accepted / shown (Copilot, Cursor), as the pulls bring them in."))
+    d.with_panel(grid("Active user-days by tool over the picked range",
+                      over_range("aiyield_tool_active_user_days_total", TT, "tool, engagement"),
+                      description="Daily active (and engaged) users as the vendors report them, summed over days: "
+                                  "user-days, not distinct users."))
     d.with_row(row("Waste signals and spikes (as of now: fixed look-backs, docs/FINANCE.md)"))
     d.with_panel(ts("Waste signals flagged", "none",
                     (f"max by (team, signal) (aiyield_waste_signal{{{T}}})", "{{team}} {{signal}}"), w=8,

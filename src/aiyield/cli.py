@@ -1,5 +1,5 @@
 """Command line (docs/INTERFACE.md §5): `aiyield up | worker | gateway | exporter | send | simulate | report | rebuild |
-reconcile | hook`."""
+reconcile | pull | prices | hook`."""
 
 from __future__ import annotations
 
@@ -372,6 +372,130 @@ def _print_reconciled(outcomes) -> None:
     for o in outcomes:
         if o.error:
             console.print(f"[red]not stored:[/] {o.error}")
+
+
+class Vendor(str, Enum):
+    copilot = "copilot"
+    cursor = "cursor"
+    claude_code = "claude-code"
+
+
+@app.command()
+def pull(
+    vendor: Vendor = typer.Argument(..., help="copilot, cursor or claude-code."),
+    days: int = typer.Option(7, min=1, max=90, help="How far back a first pull reaches (UTC days); later pulls "
+                             "continue from where the last one stopped."),
+    every: Optional[float] = typer.Option(
+        None, min=60, help="Pull again every SECONDS until stopped (compose); default: pull once (CronJob)."),
+) -> None:
+    """Pull a seat-based tool's admin API into events: spend, tool-reported figures, (Cursor) AI commits.
+
+    Idempotent: a pull repeated over the same days counts nothing twice. Exit 1 when the vendor refused the
+    credential or an answer could not be used, 2 when the credential is not set. docs/CONNECTORS.md.
+    """
+    from aiyield import redisconn
+    from aiyield.kafka import Publisher, ensure_topics
+    from aiyield.pulling import PullError, Unauthorized, connector as connector_of, run
+
+    connector = connector_of(vendor.value)
+    settings = _settings()
+    if (missing := connector.missing(settings)) is not None:
+        console.print(f"[red]{vendor.value}: {missing} is not set[/]")
+        raise typer.Exit(2)
+    settings = _require(settings)
+    client = redisconn.client(settings)
+    ensure_topics(settings.kafka_client_config(), settings.topics, settings.partitions)
+    publisher = Publisher(settings.kafka_client_config())
+    _terminate_on_sigterm()
+    try:
+        while True:
+            failed = True
+            try:
+                outcome = run(connector, settings, client, publisher, time.time(), days)
+            except Unauthorized as exc:
+                console.print(f"{vendor.value}: the vendor refused {connector.credential(settings)} (HTTP {exc.status}); "
+                              "check the credential and its scopes", markup=False, highlight=False)
+            except PullError as exc:
+                console.print(f"{vendor.value}: {exc}", markup=False, highlight=False)
+            except redis.RedisError as exc:
+                console.print(f"[red]cannot read or store the cursor in Redis ({redact_url(settings.redis)}):[/] {exc}")
+            else:
+                failed = False
+                _print_pulled(outcome)
+            if every is None:
+                if failed:
+                    raise typer.Exit(1)
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+
+
+def _print_pulled(outcome) -> None:
+    table = Table(title=f"aiyield pull {outcome.vendor}")
+    table.add_column("accepted", justify="right")
+    table.add_column("rejected", justify="right")
+    for note in outcome.notes:
+        table.add_column(note, justify="right")
+    table.add_row(str(outcome.accepted), str(len(outcome.rejected)), *(str(n) for n in outcome.notes.values()))
+    out.print(table)
+    for r in outcome.rejected[:20]:
+        out.print(f"dead-lettered: {r.error.reason}", markup=False, highlight=False)
+
+
+@app.command()
+def prices(
+    file: Optional[Path] = typer.Option(None, "--prices", help="TOML price file (default: AIYIELD_PRICES)."),
+    format: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """The price table in use (USD per million tokens), each entry with its source and effective date."""
+    from aiyield.core.pricing import PriceFileError, PriceTable
+
+    settings = _settings(prices=str(file) if file else None)
+    try:
+        table = PriceTable.load(settings.prices)
+    except PriceFileError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    rows = []
+    for name, p in table.entries():
+        lc = p.long_context
+        rows.append({
+            "model": name, "input": p.input, "output": p.output, "cache_read": p.cache_read,
+            "cache_write": p.cache_write, "cache_write_1h": p.write_1h,
+            "long_context_threshold": lc.threshold if lc else None,
+            "long_context": None if lc is None else {
+                "input": lc.input, "output": lc.output, "cache_read": lc.cache_read, "cache_write": lc.cache_write,
+                "cache_write_1h": lc.write_1h},
+            "source": p.source, "effective": p.effective,
+        })
+    if format is Format.json:
+        out.print_json(json.dumps({"unit": "USD per million tokens", "models": rows}))
+        return
+    if format is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[k for k in rows[0] if k != "long_context"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        out.print(buffer.getvalue(), end="", markup=False, highlight=False)
+        return
+    grid = Table(title=f"aiyield prices: USD per million tokens ({settings.prices or 'built-in table'})")
+    for column in ("model", "input", "output", "cache read", "cache write 5m", "cache write 1h", "long context",
+                   "source", "effective"):
+        grid.add_column(column, justify="right" if column not in ("model", "source", "long context") else "left")
+    for row in rows:
+        lc = row["long_context"]
+        grid.add_row(
+            row["model"], *(f"{row[k]:g}" for k in ("input", "output", "cache_read", "cache_write", "cache_write_1h")),
+            "—" if lc is None else (f"> {row['long_context_threshold']:,}: {lc['input']:g} / {lc['output']:g} / "
+                                    f"{lc['cache_read']:g} / {lc['cache_write']:g} / {lc['cache_write_1h']:g}"),
+            row["source"], row["effective"],
+        )
+    grid.caption = "long context: an event whose input + cache read + cache write tokens exceed the threshold is " \
+                   "priced at input / output / cache read / cache write 5m / cache write 1h"
+    out.print(grid)
 
 
 @app.command()

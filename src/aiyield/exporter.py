@@ -153,27 +153,38 @@ def metric_families(
     yield last
 
 
-#: Context metrics (Measure.CONTEXT): family name, help, the `metric` values it shows and the label they take.
-CONTEXT_FAMILIES = (
-    ("aiyield_tool_lines", "Lines of code the tool reports it wrote (Claude Code)",
-     {"lines_added": "added", "lines_removed": "removed"}),
-    ("aiyield_tool_commits", "Commits the tool reports it made (Claude Code)", {"commits": None}),
-    ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened (Claude Code)", {"pull_requests": None}),
-)
 #: The label of `aiyield_tool_lines` that says added or removed (`type` already means the event and the token type).
 CHANGE = "change"
+
+#: Context metrics (Measure.CONTEXT): family name, help, the label that tells the `metric` values apart (None for a
+#: family of one value) and the `metric` values it shows with that label's value for each.
+CONTEXT_FAMILIES = (
+    ("aiyield_tool_lines", "Lines of code the tool reports: added and removed (Claude Code), suggested and accepted "
+     "(Copilot, Cursor)", CHANGE,
+     {"lines_added": "added", "lines_removed": "removed", "lines_suggested": "suggested", "lines_accepted": "accepted"}),
+    ("aiyield_tool_commits", "Commits the tool reports it made (Claude Code)", None, {"commits": None}),
+    ("aiyield_tool_pull_requests", "Pull requests the tool reports it opened (Claude Code)", None,
+     {"pull_requests": None}),
+    ("aiyield_tool_suggestions", "Code suggestions (completions) the tool showed and those accepted", "stage",
+     {"suggestions": "shown", "acceptances": "accepted"}),
+    ("aiyield_tool_requests", "Chat, agent and edit requests the tool reports", None, {"requests": None}),
+    ("aiyield_tool_sessions", "Sessions the tool reports", None, {"sessions": None}),
+    ("aiyield_tool_edit_decisions", "Edits the tool proposed that developers accepted or rejected", "decision",
+     {"tool_accepted": "accepted", "tool_rejected": "rejected"}),
+    ("aiyield_tool_active_user_days", "Daily active (and engaged) users the tool reports, summed over days (user-days, "
+     "not distinct users)", "engagement", {"active_users": "active", "engaged_users": "engaged"}),
+)
 
 
 def context_families(snap: Snapshot) -> Iterable[Family]:
     """What tools report they produced, per team and tool: context beside spend, never credit (no per-person label)."""
     families = []
-    for name, doc, kinds in CONTEXT_FAMILIES:
-        typed = any(kinds.values())
-        family = Family(name, f"{doc}, over the window.", labels=["team", "tool", *([CHANGE] if typed else []), "window"])
+    for name, doc, kind, kinds in CONTEXT_FAMILIES:
+        family = Family(name, f"{doc}, over the window.", labels=["team", "tool", *([kind] if kind else []), "window"])
         for window in WINDOWS:
             for (team, tool, metric), amount in snap.series(window, Measure.CONTEXT):
                 if metric in kinds:
-                    family.add((team, tool, *((kinds[metric],) if typed else ()), window), amount)
+                    family.add((team, tool, *((kinds[metric],) if kind else ()), window), amount)
         if family.rows:  # absent until a tool reports them
             families.append(family)
     return families
@@ -202,13 +213,12 @@ def counter_families(snap: Snapshot) -> Iterable[Family]:
         for labels, amount in sorted(snap.totals.get(measure, {}).items()):
             family.add(labels, amount / scale)
         yield family
-    for name, doc, kinds in CONTEXT_FAMILIES:
-        typed = any(kinds.values())
-        family = Family(name, f"{doc}, counted when processed.", labels=["team", "tool", *([CHANGE] if typed else [])],
+    for name, doc, kind, kinds in CONTEXT_FAMILIES:
+        family = Family(name, f"{doc}, counted when processed.", labels=["team", "tool", *([kind] if kind else [])],
                         kind="counter")
         for (team, tool, metric), amount in sorted(snap.totals.get(Measure.CONTEXT, {}).items()):
             if metric in kinds:
-                family.add((team, tool, *((kinds[metric],) if typed else ())), amount)
+                family.add((team, tool, *((kinds[metric],) if kind else ())), amount)
         if family.rows:  # absent until a tool reports them, as the gauges
             yield family
 

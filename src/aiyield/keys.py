@@ -223,3 +223,11 @@ BILLED_SYNCED = f"{BILLED_PREFIX}synced"
 def billed_days(provider: str) -> str:
     """Hash of one provider's billed days: field = UTC day start (epoch seconds), value = integer amount."""
     return f"{BILLED_PREFIX}d:{provider}"
+
+
+# Pull connectors (aiyield.pulling): how far each vendor's streams have been pulled.
+
+
+def pull_cursor(vendor: str) -> str:
+    """Hash of one vendor's cursors: field = stream (`usage`, `commits`, ...), value = epoch seconds pulled through."""
+    return f"{PREFIX}pull:{vendor}"

@@ -68,6 +68,18 @@ class ReconcileError(RuntimeError):
     """A provider's answer could not be used; nothing of that provider is stored on this run."""
 
 
+class Unauthorized(ReconcileError):
+    """The provider refused the credential (HTTP 401 or 403, in `status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(ReconcileError):
+    """HTTP 404: for a daily report, not processed yet."""
+
+
 # ----------------------------------------------------------------------------------------------- pure parsers
 
 
@@ -131,25 +143,45 @@ def openai_days(page: Mapping[str, Any], now: float) -> dict[int, Decimal]:
 
 @dataclass
 class Http:
-    """GET with JSON answers, retrying what a retry can fix. `sleep` is a parameter so tests need not wait."""
+    """HTTP with JSON answers, retrying what a retry can fix. `sleep` is a parameter so tests need not wait.
+
+    Shared by `aiyield reconcile` and the pull connectors (`aiyield.pulling`)."""
 
     timeout: float = 30.0
     attempts: int = 4
     sleep: Callable[[float], None] = time.sleep
 
     def get(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str], provider: str) -> Any:
-        full = f"{url}?{urlencode(params)}"
-        request = urllib.request.Request(full, headers={"User-Agent": USER_AGENT, "Accept": "application/json", **headers})
+        return self.request("GET", url, params, headers, provider)
+
+    def request(
+        self, method: str, url: str, params: list[tuple[str, str]], headers: Mapping[str, str], provider: str,
+        body: Any = None, decode: bool = True,
+    ) -> Any:
+        """One request, retried on 429, 5xx and network errors (`Retry-After` honoured, at most 60 s). `body` is
+        sent as JSON; with `decode=False` the answer's bytes are returned as they are (NDJSON downloads).
+        A refused credential (401, 403) raises `Unauthorized`, a 404 `NotFound`; other failures `ReconcileError`."""
+        full = f"{url}?{urlencode(params)}" if params else url
+        data = json.dumps(body).encode() if body is not None else None
+        extra = {"Content-Type": "application/json"} if data is not None else {}
+        request = urllib.request.Request(
+            full, data=data, method=method,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **extra, **headers},
+        )
         for attempt in range(1, self.attempts + 1):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read(), parse_float=Decimal)
+                    raw = response.read()
+                return json.loads(raw, parse_float=Decimal) if decode else raw
             except urllib.error.HTTPError as exc:
-                body = exc.read()[:500].decode(errors="replace")
+                text = exc.read()[:500].decode(errors="replace")
                 if (exc.code == 429 or exc.code >= 500) and attempt < self.attempts:
                     self.sleep(_retry_after(exc.headers.get("Retry-After"), attempt))
                     continue
-                raise ReconcileError(f"{provider}: HTTP {exc.code} from {url}: {body}") from None
+                message = f"{provider}: HTTP {exc.code} from {url}: {text}"
+                if exc.code in (401, 403):
+                    raise Unauthorized(message, exc.code) from None
+                raise (NotFound if exc.code == 404 else ReconcileError)(message) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt < self.attempts:
                     self.sleep(_retry_after(None, attempt))

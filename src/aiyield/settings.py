@@ -108,6 +108,16 @@ class Settings:
     openai_admin_key: str = _secret()
     anthropic_api_url: str = "https://api.anthropic.com"
     openai_api_url: str = "https://api.openai.com"
+    #: `aiyield pull` (docs/CONNECTORS.md): vendor credentials and base URLs. `github_enterprise`: read the
+    #: enterprise's Copilot report instead of the organisation's. `claude_code_spend`: where Claude Code's spend comes from, `otel` (its
+    #: OpenTelemetry cost metric, the default) or `analytics` (the Claude Code Analytics API): never both.
+    github_token: str = _secret()
+    github_org: str | None = None
+    github_enterprise: str | None = None
+    github_api_url: str = "https://api.github.com"
+    cursor_api_key: str = _secret()
+    cursor_api_url: str = "https://api.cursor.com"
+    claude_code_spend: str = "otel"
 
     def __repr__(self) -> str:
         # Secret fields are left out (repr=False) and a password inside the Redis URL is masked.
@@ -211,10 +221,15 @@ class Settings:
 
         for name in ("KAFKA", "REDIS", "PRICES", "PSEUDONYM_KEY", "GITHUB_SECRET", "GITLAB_TOKEN", "NAMESPACE", "GATEWAY_HOST",
                      "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "REDIS_CA_FILE",
-                     "ANTHROPIC_ADMIN_KEY", "OPENAI_ADMIN_KEY"):
+                     "ANTHROPIC_ADMIN_KEY", "OPENAI_ADMIN_KEY", "GITHUB_TOKEN", "GITHUB_ORG", "GITHUB_ENTERPRISE",
+                     "CURSOR_API_KEY"):
             if get(name) is not None:
                 kw[name.lower()] = get(name)
-        for name in ("ANTHROPIC_API_URL", "OPENAI_API_URL"):
+        if get("CLAUDE_CODE_SPEND") is not None:
+            if get("CLAUDE_CODE_SPEND") not in ("otel", "analytics"):
+                raise SettingsError(f"AIYIELD_CLAUDE_CODE_SPEND={get('CLAUDE_CODE_SPEND')!r}: expected otel or analytics")
+            kw["claude_code_spend"] = get("CLAUDE_CODE_SPEND")
+        for name in ("ANTHROPIC_API_URL", "OPENAI_API_URL", "GITHUB_API_URL", "CURSOR_API_URL"):
             if get(name) is not None:
                 if urlsplit(get(name)).scheme not in ("http", "https") or not urlsplit(get(name)).netloc:
                     raise SettingsError(f"AIYIELD_{name}={get(name)!r}: expected an http:// or https:// URL")

@@ -49,12 +49,17 @@ EXTRA_METRICS: dict[str, frozenset[str]] = {
     "aiyield_unpriced_token_events": frozenset({"team", "tool", "model", "window"}),
     "aiyield_unpriced_token_events_total": frozenset({"team", "tool", "model"}),
     "aiyield_contested_claims_total": frozenset({"team"}),
+    # The tools' own figures (docs/INTERFACE.md §3, added metrics; docs/CONNECTORS.md), and their counters.
     "aiyield_tool_lines": frozenset({"team", "tool", "change", "window"}),
     "aiyield_tool_commits": frozenset({"team", "tool", "window"}),
     "aiyield_tool_pull_requests": frozenset({"team", "tool", "window"}),
+    "aiyield_tool_suggestions": frozenset({"team", "tool", "stage", "window"}),
+    "aiyield_tool_active_user_days": frozenset({"team", "tool", "engagement", "window"}),
     "aiyield_tool_lines_total": frozenset({"team", "tool", "change"}),
     "aiyield_tool_commits_total": frozenset({"team", "tool"}),
     "aiyield_tool_pull_requests_total": frozenset({"team", "tool"}),
+    "aiyield_tool_suggestions_total": frozenset({"team", "tool", "stage"}),
+    "aiyield_tool_active_user_days_total": frozenset({"team", "tool", "engagement"}),
     # Bills are whole UTC days: `days` (1, 7, 30), not the event-time `window`.
     "aiyield_billed_usd": frozenset({"provider", "days"}),
     "aiyield_billed_estimated_usd": frozenset({"provider", "days"}),

@@ -105,3 +105,19 @@ def test_reconcile_runs_on_request_with_its_keys_from_the_caller(compose):
     for key in ("AIYIELD_ANTHROPIC_ADMIN_KEY", "AIYIELD_OPENAI_ADMIN_KEY"):
         assert key in env and env[key] is None, key  # passed through, optional: a provider without a key is skipped
     assert set(service["depends_on"]) == {"redis"}
+
+
+@pytest.mark.parametrize("vendor, keys", [
+    ("copilot", ("AIYIELD_GITHUB_TOKEN", "AIYIELD_GITHUB_ORG")),
+    ("cursor", ("AIYIELD_CURSOR_API_KEY",)),
+    ("claude-code", ("AIYIELD_ANTHROPIC_ADMIN_KEY", "AIYIELD_CLAUDE_CODE_SPEND")),
+])
+def test_pull_connectors_run_on_request_with_their_credentials_from_the_caller(compose, vendor, keys):
+    service = compose["services"][f"aiyield-pull-{vendor}"]
+    assert service["profiles"] == [vendor], "needs the vendor's credential: not started by a plain `docker compose up`"
+    assert service["command"][:2] == ["pull", vendor] and "--every" in service["command"]
+    env = _env(service)
+    assert env["AIYIELD_KAFKA"] == "kafka:9092" and env["AIYIELD_REDIS"] == "redis://redis:6379/0"
+    assert "AIYIELD_PSEUDONYM_KEY" in env and "AIYIELD_ORG" in env
+    for key in keys:
+        assert key in env and env[key] is None, key  # passed through from the caller's shell or .env

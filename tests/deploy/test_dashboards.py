@@ -226,6 +226,8 @@ def test_required_panels_present(dashboards, contract):
         "tool-reported lines": ("aiyield_tool_lines_total", "change"),
         "tool-reported commits": ("aiyield_tool_commits_total", "tool"),
         "tool-reported pull requests": ("aiyield_tool_pull_requests_total", "tool"),
+        "tool-reported suggestions": ("aiyield_tool_suggestions_total", "tool"),
+        "tool-reported active user-days": ("aiyield_tool_active_user_days_total", "engagement"),
         "waste signals": ("aiyield_waste_signal", "signal"),
         "waste scores": ("aiyield_waste_score", "signal"),
         "spike score": ("aiyield_usage_spike_score", "team"),
@@ -238,6 +240,7 @@ def test_required_panels_present(dashboards, contract):
         assert hits, f"no panel for {topic}"
     assert any(re.search(r'status=~?"shipped"', e) and re.search(r'status=~?"completed"', e) for e in exprs), "no ship ratio"
     assert any("aiyield_retracted_normalized_deployments_total" in e and "/" in e for e in exprs), "no change-failure ratio"
+    assert any('model="seats"' in e and "by (tool)" in e for e in exprs), "no seat spend by tool"
     assert any(re.search(r"time\(\)\s*-\s*max.*aiyield_last_event_timestamp_seconds", e) for e in exprs)
     assert any('outcome=~"invalid|duplicate"' in e for e in exprs), "no invalid/duplicate rate panel"
 

@@ -128,6 +128,33 @@ def test_reconcile_cronjob(objects, kustomization, load_yaml):
         assert not BILLING_KEYS & {e["name"] for e in other.get("env", [])}, name
 
 
+PULL_CREDENTIALS = {
+    "copilot": {"AIYIELD_GITHUB_TOKEN": "aiyield-pull", "AIYIELD_GITHUB_ORG": "aiyield-pull",
+                "AIYIELD_GITHUB_ENTERPRISE": "aiyield-pull"},
+    "cursor": {"AIYIELD_CURSOR_API_KEY": "aiyield-pull"},
+    "claude-code": {"AIYIELD_ANTHROPIC_ADMIN_KEY": "aiyield-billing"},
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(PULL_CREDENTIALS))
+def test_pull_cronjobs(objects, kustomization, load_yaml, vendor):
+    cron = objects[("CronJob", f"aiyield-pull-{vendor}")]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and job["activeDeadlineSeconds"] > 0
+    (container,) = pod["containers"]
+    assert container["args"] == ["pull", vendor]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
+    # The vendor's own credential, and the pseudonym key the gateway uses (same pseudonyms): nothing else.
+    assert refs == {**PULL_CREDENTIALS[vendor], "AIYIELD_PSEUDONYM_KEY": "aiyield-secrets"}
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    assert any(v.get("configMap", {}).get("name") == "aiyield-org" and v["configMap"]["optional"] for v in pod["volumes"])
+    template = load_yaml(K8S / "pull-secret.template.yaml")
+    assert template["metadata"]["name"] == "aiyield-pull" and "pull-secret.template.yaml" not in kustomization["resources"]
+    assert set(template["stringData"]) >= {k for k, s in PULL_CREDENTIALS[vendor].items() if s == "aiyield-pull"}
+
+
 def test_gateway_serves_otlp_over_grpc_on_4317(objects):
     (container,) = _deployment(objects, "aiyield-gateway")["spec"]["template"]["spec"]["containers"]
     assert {"name": "otlp-grpc", "containerPort": 4317} in container["ports"]

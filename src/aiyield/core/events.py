@@ -143,10 +143,20 @@ class TokenEvent(BaseEvent, tag="token"):
     output_tokens: Count
     cache_read_tokens: Count = 0
     cache_write_tokens: Count = 0
+    #: The part of `cache_write_tokens` written with a 1-hour TTL (priced at `cache_write_1h`).
+    cache_write_1h_tokens: Count = 0
     cost_usd: Cost | None = None
     developer: Name | None = None
     task_id: Name | None = None
     repo: Name | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) must not exceed cache_write_tokens "
+                f"({self.cache_write_tokens}): it is the 1-hour part of them"
+            )
 
 
 class TaskEvent(BaseEvent, tag="task"):
@@ -226,16 +236,24 @@ def _at_most(commits: list[str], limit: int, what: str) -> None:
 
 
 class ContextEvent(BaseEvent, tag="context"):
-    """What a tool produced beside what it cost (Claude Code's lines, commits and pull requests), per team and tool.
+    """What a tool reports it produced beside what it cost (lines, commits, pull requests, completions accepted,
+    active users), per team and tool.
 
-    Context, not output: it earns no normalized deployment. Made by the gateway from OTLP metrics (§4).
+    Context, not output: it earns no normalized deployment. Made by the gateway from OTLP metrics (§4) and by the
+    pull connectors from vendors' admin APIs (§5).
     """
 
     _names = ("team", "tool")
     _raw = ("id", "developer")
     team: Name
     tool: Name
-    metric: Literal["lines_added", "lines_removed", "commits", "pull_requests"]
+    metric: Literal[
+        "lines_added", "lines_removed", "commits", "pull_requests",
+        # v3, from the pull connectors (docs/CONNECTORS.md): completions, lines offered and kept, requests, sessions,
+        # edit-tool decisions, and daily active or engaged users (one per user and day: user-days over a window).
+        "suggestions", "acceptances", "lines_suggested", "lines_accepted", "requests", "sessions",
+        "tool_accepted", "tool_rejected", "active_users", "engaged_users",
+    ]
     value: Count
     developer: Name | None = None
 

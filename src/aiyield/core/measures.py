@@ -66,7 +66,8 @@ def measure(rollup: Rollup, event: Event, prices: PriceTable, now: float) -> Non
         cost = event.cost_usd
         if cost is None:
             cost = prices.cost(
-                event.model, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens
+                event.model, event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens,
+                event.cache_write_1h_tokens,
             )
         if cost is None:
             # Unknown model: the spend is unknown, not zero. Counted so finance sees what the price table misses.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Counter_
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -50,6 +51,14 @@ class GatewayMetrics:
             "aiyield_gateway_rejected_items", "Items rejected (and dead-lettered), by source.", ["source"],
             registry=self.registry,
         )
+        self.unknown_types = Counter(
+            "aiyield_unknown_token_types",
+            "Token counts the gateway did not price because their token type is not mapped (e.g. a new "
+            "gen_ai.token.type), by source and type; the first UNKNOWN_TYPE_LABELS types by name, then `other`.",
+            ["source", "type"],
+            registry=self.registry,
+        )
+        self._type_labels: set[str] = set()
         self.grpc_requests = Counter(
             "aiyield_gateway_grpc_requests", "OTLP/gRPC calls by method and status code.", ["method", "code"],
             registry=self.registry,
@@ -58,6 +67,19 @@ class GatewayMetrics:
             "aiyield_gateway_client_disconnects", "Requests whose client went away before the answer.", ["route"],
             registry=self.registry,
         )
+
+    def count_unknown_types(self, source: str, types: Counter_[str]) -> None:
+        """Count unmapped token types under a bounded label: the type names come from senders."""
+        for name, n in types.items():
+            label = name[:64]
+            if label not in self._type_labels and len(self._type_labels) >= UNKNOWN_TYPE_LABELS:
+                label = "other"
+            self._type_labels.add(label)
+            self.unknown_types.labels(source, label).inc(n)
+
+
+#: Distinct `type` label values of `aiyield_unknown_token_types_total` a gateway process keeps before `other`.
+UNKNOWN_TYPE_LABELS = 32
 
 
 class _ReadinessChecks:
@@ -88,10 +110,13 @@ class Services:
         self.metrics = GatewayMetrics(readiness)
 
     async def ingest(self, source: Source, adapted: Adapted, principal: Principal) -> IngestResult:
-        """What every transport (HTTP, OTLP/gRPC) does with an adapted body: count what was ignored, validate and
-        publish (raises `PublishError` when Kafka does not acknowledge), count what was rejected."""
+        """What every transport (HTTP, OTLP/gRPC) does with an adapted body: count what was ignored and the token
+        types it could not price, validate and publish (raises `PublishError` when Kafka does not acknowledge), count
+        what was rejected."""
         if ignored := sum(adapted.ignored.values()):
             self.metrics.ignored.labels(source.name).inc(ignored)
+        if adapted.unknown_types:
+            self.metrics.count_unknown_types(source.name, adapted.unknown_types)
         result = await self.gateway.ingest(adapted.items, source.name, principal)
         if result.rejected_count:
             self.metrics.rejected.labels(source.name).inc(result.rejected_count)

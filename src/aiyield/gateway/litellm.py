@@ -20,6 +20,9 @@ Mapping decisions (docs/INTERFACE.md §4), one token event per successful call:
   `prompt_tokens_details.cache_creation_tokens`). LiteLLM's `prompt_tokens` *includes* cached input, for every
   provider (it normalises Anthropic's separate counts the OpenAI way), so the cache tokens are subtracted from it:
   `input + cache_read + cache_write` is LiteLLM's `prompt_tokens`, and no token is counted twice.
+  `cache_write_1h_tokens`: the 1-hour part of the writes, where the provider reports the TTL (Anthropic):
+  `prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens`, else Anthropic's own
+  `cache_creation.ephemeral_1h_input_tokens` in the usage object.
 - `model`: `model`, else `unknown` (the spend still counts, under a visible placeholder).
 - `team`: `metadata.user_api_key_team_alias`, else `metadata.user_api_key_team_id`, else `unassigned`.
 - `tool`: the first known tool (`KNOWN_TOOLS`) named by a `request_tags` entry, else by a product of the
@@ -143,6 +146,9 @@ def token_event(payload: Mapping[str, Any]) -> dict[str, Any]:
         "cache_read_tokens": cache_read,
         "cache_write_tokens": cache_write,
     }
+    ttl = _mapping(details.get("cache_creation_token_details")) or _mapping(usage.get("cache_creation"))
+    if (one_hour := _first_count(ttl.get("ephemeral_1h_input_tokens"))) > 0:
+        event["cache_write_1h_tokens"] = one_hour
     if payload.get("response_cost") is not None:
         event["cost_usd"] = payload["response_cost"]
     developer = _text(metadata.get("user_api_key_user_id")) or _text(payload.get("end_user"))

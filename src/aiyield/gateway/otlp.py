@@ -8,7 +8,12 @@ Metrics (docs/INTERFACE.md §4), one token event per data point and measure:
 
 - `claude_code.token.usage` (attribute `type`: input, output, cacheRead, cacheCreation) -> token counts;
 - `claude_code.cost.usage` -> `cost_usd`, as a token event with 0 tokens;
-- `gen_ai.client.token.usage` (histogram, `gen_ai.token.type` input/output) -> token counts from its `sum`.
+- `gen_ai.client.token.usage` (histogram, `gen_ai.token.type` input/output, and `completion`, the name of
+  output before semantic conventions 1.28) -> token counts from its `sum`.
+
+Token types are mapped explicitly (`TOKEN_TYPES`): a type not in the map (a newer convention's, a vendor's own) is
+never priced as input. Its points produce no event and are counted by type in `OtlpResult.unknown_types`, which
+the gateway exports as `aiyield_unknown_token_types_total{source,type}`.
 
 - the current GenAI conventions' counters `gen_ai.client.inference.usage.input_tokens`, `.output_tokens`,
   `.cache_read.input_tokens`, `.cache_write.input_tokens` and `.reasoning.output_tokens`: the counters of one call
@@ -105,6 +110,8 @@ class OtlpResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: Data points or log records that produced no event, by metric or event name.
     ignored: Counter[str] = field(default_factory=Counter)
+    #: Token-usage points whose token type is not mapped, by type (as sent: unbounded, bound before labelling).
+    unknown_types: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -125,19 +132,23 @@ class _Measure:
         return counts
 
 
+#: Each source's token types and the event field they count in; nothing else is read as tokens.
+TOKEN_TYPES: dict[str, Mapping[str | None, str]] = {
+    # Claude Code's `type` attribute (its monitoring docs). No TTL is reported: cache creation counts as 5-minute writes.
+    "claude_code.token.usage": {
+        "input": "input_tokens",
+        "output": "output_tokens",
+        "cacheRead": "cache_read_tokens",
+        "cacheCreation": "cache_write_tokens",
+    },
+    # OTel GenAI `gen_ai.token.type`: `input`, `output`; `completion` was output's name before semconv 1.28.
+    "gen_ai.client.token.usage": {"input": "input_tokens", "output": "output_tokens", "completion": "output_tokens"},
+}
+
 _METRICS: dict[str, _Measure] = {
-    "claude_code.token.usage": _Measure(
-        "type",
-        {
-            "input": "input_tokens",
-            "output": "output_tokens",
-            "cacheRead": "cache_read_tokens",
-            "cacheCreation": "cache_write_tokens",
-        },
-        costed_by_source=True,
-    ),
+    "claude_code.token.usage": _Measure("type", TOKEN_TYPES["claude_code.token.usage"], costed_by_source=True),
     "claude_code.cost.usage": _Measure(None, {None: "cost_usd"}),
-    "gen_ai.client.token.usage": _Measure("gen_ai.token.type", {"input": "input_tokens", "output": "output_tokens"}),
+    "gen_ai.client.token.usage": _Measure("gen_ai.token.type", TOKEN_TYPES["gen_ai.client.token.usage"]),
 }
 _LEGACY_GENAI = "gen_ai.client.token.usage"
 _MODALITY = "gen_ai.token.modality"
@@ -204,6 +215,8 @@ async def from_otlp_metrics(
             field_name = measure.fields.get(attrs.get(measure.selector) if measure.selector else None)
             if field_name is None:
                 result.ignored[f"{metric.name} ({measure.selector}={attrs.get(measure.selector)})"] += 1
+                if metric.name in TOKEN_TYPES:
+                    result.unknown_types[str(attrs.get(measure.selector))] += 1
                 continue
             if shape != "sum" and not point.HasField("sum"):
                 result.ignored[f"{metric.name} (histogram without sum)"] += 1

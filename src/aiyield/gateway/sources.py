@@ -49,6 +49,8 @@ class Adapted:
     items: list[Any]
     #: What the body held that aiyield does not read, by name (counted, not answered).
     ignored: Counter[str] = field(default_factory=Counter)
+    #: Token counts of a type the source's mapping does not know, by type: counted, never priced as input.
+    unknown_types: Counter[str] = field(default_factory=Counter)
     #: An answer that replaces ingesting (GitHub's `ping`).
     reply: dict[str, Any] | None = None
 
@@ -144,7 +146,7 @@ async def _otlp_metrics(d: Delivery) -> Adapted:
         d.body, content_type=d.headers.get("Content-Type"), state=d.cumulative, now=d.now,
         team_keys=d.settings.team_attributes,
     )
-    return Adapted(result.events, result.ignored)
+    return Adapted(result.events, result.ignored, result.unknown_types)
 
 
 async def _otlp_logs(d: Delivery) -> Adapted:

@@ -144,6 +144,18 @@ def test_parse_message_fast_and_general_paths_agree():
     assert good == [] and "malformed JSON" in bad[0].error.reason
 
 
+def test_cache_write_1h_tokens_are_part_of_the_cache_writes():
+    event = validate({**TOKEN, "cache_write_tokens": 10, "cache_write_1h_tokens": 4}, NOW)
+    assert (event.cache_write_tokens, event.cache_write_1h_tokens) == (10, 4)
+    assert validate(TOKEN, NOW).cache_write_1h_tokens == 0
+    assert "cache_write_1h_tokens (11) must not exceed cache_write_tokens (10)" in reason(
+        {**TOKEN, "cache_write_tokens": 10, "cache_write_1h_tokens": 11})
+    assert "Expected `int` >= 0" in reason({**TOKEN, "cache_write_1h_tokens": -1})
+    # The batch fast path applies the same rule.
+    _good, bad = parse_items([{**TOKEN, "cache_write_1h_tokens": 1}], NOW)
+    assert "must not exceed cache_write_tokens" in bad[0].error.reason
+
+
 # -- contract v3 §1 ------------------------------------------------------------------------------------------------
 
 FULL = "ABCDEF0123456789" * 2 + "abcdef01"  # 40 hex characters

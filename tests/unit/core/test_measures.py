@@ -69,3 +69,13 @@ def test_retractions_and_contested_claims_land_at_their_own_time():
     assert r.counters[("1h", bucket_start(NOW - 30, 60))] == {series("retracted", "t", "revert"): 500_000}
     assert r.counters[("24h", bucket_start(NOW - 7200, 1200))] == {series("contested", "t"): 1}
     assert r.teams == {"t"}
+
+
+def test_one_hour_cache_writes_are_priced_at_their_rate():
+    r = Rollup()  # m: input $2, 5-minute writes $2.50, 1-hour writes 2x input = $4 per million
+    event = {**TOKEN, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 1_000_000,
+             "cache_write_1h_tokens": 250_000}
+    measure(r, validate(event, NOW), PRICES, NOW)
+    h = hour(r)
+    assert h[series("tokens", "t", "x", "m", "cache_write")] == 1_000_000  # one token type: the TTL only prices
+    assert h[series("spend", "t", "x", "m")] == round((0.75 * 2.5 + 0.25 * 4.0) * SCALE["spend"])

@@ -120,3 +120,22 @@ def test_missing_fields_are_rejected_by_the_validator_without_content():
     good, bad = parse_items(result.events, NOW)
     assert good == [] and len(bad) == 1
     assert b"SECRET" not in encode(bad[0].error.raw)
+
+
+@pytest.mark.parametrize("where", ["litellm", "anthropic"])
+def test_one_hour_cache_writes_are_read_where_the_provider_reports_the_ttl(where):
+    first = payloads()[0]
+    usage = first["metadata"]["usage_object"]
+    if where == "litellm":  # LiteLLM's normalised usage
+        usage.setdefault("prompt_tokens_details", {})["cache_creation_token_details"] = {
+            "ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40}
+    else:  # Anthropic's own usage object, passed through
+        usage["cache_creation"] = {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40}
+    (event,) = from_litellm(json.dumps(first).encode()).events
+    assert (event["cache_write_tokens"], event["cache_write_1h_tokens"]) == (100, 40)
+    good, bad = parse_items([event], NOW)
+    assert bad == [] and good[0].cache_write_1h_tokens == 40
+
+
+def test_no_ttl_reported_means_no_one_hour_writes():
+    assert all("cache_write_1h_tokens" not in e for e in from_litellm((FIXTURES / "json_array.json").read_bytes()).events)

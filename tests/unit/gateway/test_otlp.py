@@ -540,3 +540,27 @@ async def test_claude_code_lines_commits_and_pull_requests_are_context_events(te
     again = await metrics(sdk.body(), state)
     if temporality == CUMULATIVE:
         assert without_id_ts(again.events) == [base | {"metric": "lines_added", "value": 5}]
+
+
+async def test_unknown_genai_token_types_are_counted_never_priced_as_input() -> None:
+    """A token type outside the map (a newer convention's `cache_creation`, a vendor's `audio`) is counted by type
+    and never priced: the spend is what the known types cost, to the cent."""
+    from aiyield.core.events import parse_items
+    from aiyield.core.pricing import PriceTable
+
+    sdk = Sdk(DELTA, {"service.name": "checkout-agent"})
+    usage = sdk.meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+    call = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+    usage.record(1_000_000, call | {"gen_ai.token.type": "input"})
+    usage.record(100_000, call | {"gen_ai.token.type": "completion"})  # output's name before semconv 1.28
+    usage.record(500_000, call | {"gen_ai.token.type": "cache_creation"})
+    usage.record(7, call | {"gen_ai.token.type": "audio"})
+    result = await metrics(sdk.body())
+    assert result.unknown_types == {"cache_creation": 1, "audio": 1}
+    good, bad = parse_items(result.events, NOW)
+    assert bad == []
+    assert sum(e.input_tokens for e in good) == 1_000_000 and sum(e.output_tokens for e in good) == 100_000
+    prices = PriceTable.load()  # gpt-4o: $2.50 input, $10 output per million
+    spend = sum(prices.cost(e.model, e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens)
+                for e in good)
+    assert spend == pytest.approx(2.50 + 1.00, abs=1e-12)
