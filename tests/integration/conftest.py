@@ -108,8 +108,16 @@ class Pipeline:
         return self.value("aiyield_events_total", type=type_, outcome=outcome) or 0.0
 
     def wait_value(self, name: str, expected: float, timeout: float = 60, **labels: str) -> None:
-        wait_for(lambda: self.value(name, **labels) == expected, timeout, f"{name}{labels} == {expected} "
-                 f"(last: {self.value(name, **labels)})")
+        seen: list[float | None] = [None]
+
+        def reached() -> bool:
+            seen[0] = self.value(name, **labels)
+            return seen[0] == expected
+
+        try:
+            wait_for(reached, timeout, f"{name}{labels} == {expected}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (last seen: {seen[0]})") from None
 
     def dead_letters(self, count: int, timeout: float = 30) -> list[dict]:
         """The first `count` rejected items on the dead-letter topic (many may travel in one message)."""

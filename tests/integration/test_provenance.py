@@ -69,8 +69,11 @@ def test_notes_then_trailers_give_ai_lines_marked_with_their_source(pipeline, ga
     pipeline.send([
         {"type": "push", "id": "p-1", "ts": now - 5, "repo": "acme/shop", "branch": "main",
          "commits": [noted, trailer, head]},
+        {"type": "deployment", "id": "d-0", "ts": now - 3, "deploy_id": "d-0", "repo": "acme/shop",
+         "environment": "production", "status": "succeeded", "commits": [noted]},
         {"type": "deployment", "id": "d-1", "ts": now - 1, "deploy_id": "d-1", "repo": "acme/shop",
          "environment": "production", "status": "succeeded", "head": head},
     ])
-    # min(1, 4/10) for the noted commit + min(1, 25/10) for the trailer commit
+    # d-0 ships the noted commit: min(1, 4/10); d-1 the rest, the trailer commit: min(1, 25/10). (Contract v3: one
+    # deployment is worth at most 1 to a team, so the two are shipped by two deployments to tell their lines apart.)
     pipeline.wait_value("aiyield_normalized_deployments", 1.4, team="payments", window="1h")
