@@ -104,3 +104,28 @@ def test_a_busy_repos_backlog_is_absorbed_and_a_new_deployment_credited(pipeline
     assert worker.poll() is None, pipeline.logs()
     assert "too many results to unpack" not in pipeline.logs()
     assert pipeline.events_total("task", "invalid") == 0
+
+
+def test_a_huge_task_and_a_crowded_commit_do_not_stall_their_partition(pipeline):
+    """A task of 10,000 commits (reported 1,000 at a time, then all of them again) and a commit claimed by 2,000
+    tasks: a deployment of one commit of each is credited to its owner, exactly, while they are in the state."""
+    now = time.time()
+    repo = "acme/stall"
+    big = [hashlib.sha1(f"stall{i}".encode()).hexdigest() for i in range(10_000)]
+    reports = [{"type": "task", "id": f"big-{rnd}-{i}", "ts": now - 900, "task_id": "big", "team": "bulk",
+                "tool": "claude-code", "status": "completed", "repo": repo, "commits": big[i:i + 1000], "ai_lines": 40}
+               for rnd in range(2) for i in range(0, 10_000, 1000)]
+    crowd = [{"type": "task", "id": f"crowd-{i}", "ts": now - 800 + i * 0.01, "task_id": f"c{i}",
+              "team": "first" if i == 0 else "crowd", "tool": "claude-code", "status": "completed", "repo": repo,
+              "commits": [sha("crowded")], "ai_lines": 10} for i in range(2000)]
+    ships = [deployment("stall-1", [], now - 60, repo=repo) | {"commits": [big[4321]]},
+             deployment("stall-2", ["crowded"], now - 50, repo=repo)]
+    pipeline.start_worker()
+    pipeline.send(reports + crowd)
+    pipeline.send(ships)
+    pipeline.wait_value("aiyield_normalized_deployments", 1.0, timeout=120, team="bulk", window="1h")
+    pipeline.wait_value("aiyield_normalized_deployments", 1.0, timeout=60, team="first", window="1h")
+    pipeline.wait_value("aiyield_contested_claims", 1999.0, timeout=60, team="crowd", window="1h")
+    time.sleep(2)
+    assert pipeline.value("aiyield_normalized_deployments", team="crowd", window="1h") in (None, 0.0)
+    assert pipeline.value("aiyield_tasks", team="bulk", tool="claude-code", status="shipped", window="1h") == 1.0
